@@ -103,14 +103,18 @@ def validate(cfg: ExperimentConfig) -> None:
             f"model.num_heads ({cfg.model.num_heads})"
         )
     if cfg.train.strategy not in ("auto", "vmap", "map", "loop"):
-        raise ConfigError(f"train.strategy must be auto, vmap, map or loop; got {cfg.train.strategy!r}")
+        raise ConfigError(
+            f"train.strategy must be auto, vmap, map or loop; got {cfg.train.strategy!r}"
+        )
     if cfg.train.batch_size > cfg.data.num_samples // 2:
         raise ConfigError(
             f"train.batch_size ({cfg.train.batch_size}) exceeds the IN set per model "
             f"(num_samples/2 = {cfg.data.num_samples // 2})"
         )
     if cfg.model.compute_dtype not in ("float32", "bfloat16"):
-        raise ConfigError(f"model.compute_dtype must be float32 or bfloat16; got {cfg.model.compute_dtype!r}")
+        raise ConfigError(
+            f"model.compute_dtype must be float32 or bfloat16; got {cfg.model.compute_dtype!r}"
+        )
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:
