@@ -1,0 +1,195 @@
+"""The dataset type, the dataset registry and audit-pool selection.
+
+Legend: N samples in the audit pool, L tokens per sample (bytes for text,
+quantized sub-pixels for images), H, W, C image height, width and channels.
+
+A loader is a function registered in ``DATASETS``::
+
+    loader(cfg: DataConfig) -> Dataset
+
+It may return the selected pool (N rows, via ``pool_indices``) or every
+window it has; ``load_dataset`` selects the pool in the second case, then
+checks the result against the config.
+"""
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+
+from seqmia_jax.config import ConfigError, DataConfig
+from seqmia_jax.registry import Registry
+
+# Fingerprint keys that every dataset carries; anything else is a loader option.
+_BASE_KEYS = ("name", "num_samples", "seq_len", "selection", "seed", "sha256")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """An audit pool of N fixed-length token sequences.
+
+    Attributes:
+      name: registered dataset name.
+      tokens_NxL: int32 tokens in [0, vocab_size), read-only.
+      vocab_size: number of token values (256 for byte text, levels for images).
+      kind: "text" or "image".
+      image_shape: (H, W, C) for images with L == H*W*C in raster order, channel
+        fastest; None for text.
+      fingerprint: name, num_samples, seq_len, selection (and seed if random),
+        sha256 of the tokens as little-endian int32, plus loader options.
+    """
+
+    name: str
+    tokens_NxL: np.ndarray
+    vocab_size: int
+    kind: str
+    image_shape: tuple[int, int, int] | None
+    fingerprint: dict
+
+    @property
+    def num_samples(self) -> int:
+        return self.tokens_NxL.shape[0]
+
+    @property
+    def seq_len(self) -> int:
+        return self.tokens_NxL.shape[1]
+
+    def decode(self, tokens_L: np.ndarray) -> str | np.ndarray:
+        """Text: the bytes as str (invalid UTF-8 replaced); image: uint8 H x W x C in [0, 255]."""
+        tokens_L = np.asarray(tokens_L)
+        if self.kind == "text":
+            return tokens_L.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
+        # Level k maps to round(255 k / (levels - 1)): 0 -> black, top level -> white.
+        scaled_L = np.round(tokens_L.astype(np.float64) * 255.0 / (self.vocab_size - 1))
+        return scaled_L.astype(np.uint8).reshape(self.image_shape)
+
+    def raw_bytes(self, n: int) -> bytes:
+        """Sample n as raw bytes (for zlib): the text bytes, or the image levels as uint8."""
+        return self.tokens_NxL[n].astype(np.uint8).tobytes()
+
+
+DATASETS: Registry[Callable[[DataConfig], Dataset]] = Registry("dataset")
+
+
+def pool_indices(total: int, cfg: DataConfig, available: str) -> np.ndarray:
+    """Sorted indices of the N pool samples among ``total`` candidates.
+
+    Args:
+      total: number of candidate windows or images.
+      cfg: data config; ``selection`` is "first" (indices 0..N-1) or "random"
+        (``default_rng(seed).choice(total, N, replace=False)``, sorted).
+      available: what the candidates are, for the error message, e.g.
+        "non-overlapping 64-byte windows in kjv".
+    """
+    n = cfg.num_samples
+    if n > total:
+        raise ConfigError(
+            f"data.num_samples={n} is more than the {total} {available}; "
+            f"lower data.num_samples (or data.seq_len for text)"
+        )
+    if cfg.selection == "first":
+        return np.arange(n)
+    if cfg.selection == "random":
+        return np.sort(np.random.default_rng(cfg.seed).choice(total, n, replace=False))
+    raise ConfigError(f"data.selection must be 'first' or 'random'; got {cfg.selection!r}")
+
+
+def make_fingerprint(name: str, tokens_NxL: np.ndarray, cfg: DataConfig, **options) -> dict:
+    """The provenance record of a pool: what was selected and a hash of its tokens."""
+    tokens_NxL = np.ascontiguousarray(tokens_NxL, dtype="<i4")
+    fingerprint = {
+        "name": name,
+        "num_samples": int(tokens_NxL.shape[0]),
+        "seq_len": int(tokens_NxL.shape[1]),
+        "selection": cfg.selection,
+    }
+    if cfg.selection == "random":
+        fingerprint["seed"] = int(cfg.seed)
+    fingerprint["sha256"] = hashlib.sha256(tokens_NxL.tobytes()).hexdigest()
+    fingerprint.update(options)
+    return fingerprint
+
+
+def make_dataset(
+    name: str,
+    tokens_NxL: np.ndarray,
+    cfg: DataConfig,
+    *,
+    vocab_size: int,
+    kind: str,
+    image_shape: tuple[int, int, int] | None = None,
+    **options,
+) -> Dataset:
+    """Builds a read-only ``Dataset`` and its fingerprint; ``options`` go into the fingerprint."""
+    tokens_NxL = np.array(tokens_NxL, dtype=np.int32)  # a private copy, safe to freeze
+    tokens_NxL.setflags(write=False)
+    return Dataset(
+        name=name,
+        tokens_NxL=tokens_NxL,
+        vocab_size=int(vocab_size),
+        kind=kind,
+        image_shape=None if image_shape is None else tuple(int(d) for d in image_shape),
+        fingerprint=make_fingerprint(name, tokens_NxL, cfg, **options),
+    )
+
+
+def check_image_seq_len(name: str, image_shape: tuple[int, ...], cfg: DataConfig) -> None:
+    """Image datasets fix L = H*W*C; a different data.seq_len is a config error."""
+    length = int(np.prod(image_shape))
+    if cfg.seq_len != length:
+        raise ConfigError(
+            f"data.seq_len={cfg.seq_len} but {name} images are {tuple(image_shape)} "
+            f"(H, W, C); image datasets fix L = H*W*C = {length}, so set data.seq_len={length}"
+        )
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """Loads the audit pool named by ``cfg.name``, selected and checked against ``cfg``."""
+    if cfg.name not in DATASETS:
+        raise ConfigError(f"unknown dataset {cfg.name!r}; known: {', '.join(DATASETS.names())}")
+    if cfg.seq_len < 1:
+        raise ConfigError(f"data.seq_len must be >= 1; got {cfg.seq_len}")
+    if cfg.num_samples < 1:
+        raise ConfigError(f"data.num_samples must be >= 1; got {cfg.num_samples}")
+    if cfg.selection not in ("first", "random"):
+        raise ConfigError(f"data.selection must be 'first' or 'random'; got {cfg.selection!r}")
+    dataset = DATASETS.get(cfg.name)(cfg)
+    total = dataset.tokens_NxL.shape[0]
+    if total > cfg.num_samples:  # The loader returned every window: select the pool here.
+        index_N = pool_indices(total, cfg, f"samples in {cfg.name}")
+        options = {k: v for k, v in dataset.fingerprint.items() if k not in _BASE_KEYS}
+        dataset = make_dataset(
+            dataset.name,
+            dataset.tokens_NxL[index_N],
+            cfg,
+            vocab_size=dataset.vocab_size,
+            kind=dataset.kind,
+            image_shape=dataset.image_shape,
+            **options,
+        )
+    _check(dataset, cfg)
+    return dataset
+
+
+def _check(dataset: Dataset, cfg: DataConfig) -> None:
+    tokens_NxL = dataset.tokens_NxL
+    if tokens_NxL.shape[0] < cfg.num_samples:
+        raise ConfigError(
+            f"data.num_samples={cfg.num_samples} is more than the {tokens_NxL.shape[0]} "
+            f"samples in {cfg.name}"
+        )
+    if tokens_NxL.shape[1] != cfg.seq_len:
+        raise ConfigError(
+            f"dataset {cfg.name} has sequences of length {tokens_NxL.shape[1]}, "
+            f"but data.seq_len={cfg.seq_len}"
+        )
+    # The rest are loader contract violations, not user errors.
+    if tokens_NxL.dtype != np.int32 or tokens_NxL.ndim != 2:
+        raise ValueError(f"loader {cfg.name} returned {tokens_NxL.dtype} {tokens_NxL.shape}")
+    if tokens_NxL.size and (tokens_NxL.min() < 0 or tokens_NxL.max() >= dataset.vocab_size):
+        raise ValueError(f"loader {cfg.name} returned tokens outside [0, {dataset.vocab_size})")
+    if dataset.kind not in ("text", "image"):
+        raise ValueError(f"loader {cfg.name} returned kind {dataset.kind!r}")
+    if dataset.kind == "image" and np.prod(dataset.image_shape) != tokens_NxL.shape[1]:
+        raise ValueError(f"loader {cfg.name}: image_shape {dataset.image_shape} != L")

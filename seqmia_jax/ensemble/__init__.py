@@ -1,0 +1,1 @@
+"""Ensemble training of S shadow models: steps, sharding, checkpoints, the train stage."""

@@ -1,0 +1,158 @@
+"""Pure training steps: one model's step, lifted to an ensemble of S models in one place.
+
+Legend: S shadow models (S_loc: on this device), N audit samples, M = N/2
+samples per model, B batch per model, L positions, K steps per chunk.
+
+Each model draws its batches from its own IN set (``in_idx_SxM``) in its own
+order: at epoch e, model s visits ``in_idx[s, perm(fold_in(key_s, e))]``. The
+last batch of an epoch is padded with weight-0 rows, so every model sees each
+of its samples exactly once per epoch. Batch indices are generated on the
+device from the step counter: the host never feeds the loop.
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, PartitionSpec
+
+from seqmia_jax.config import TrainConfig
+from seqmia_jax.ensemble.sharding import SHADOW_AXIS
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Static step bookkeeping shared by all models."""
+
+    batch_size: int
+    samples_per_model: int  # M
+    epochs: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.samples_per_model // self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """AdamW with linear warmup, cosine decay to 10% and global-norm clipping."""
+    warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+    lr = optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=cfg.learning_rate,
+        warmup_steps=warmup,
+        decay_steps=max(total_steps, warmup + 1),
+        end_value=0.1 * cfg.learning_rate,
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.grad_clip),
+        optax.adamw(lr, b1=0.9, b2=0.95, weight_decay=cfg.weight_decay),
+    )
+
+
+def token_losses(graphdef: nnx.GraphDef, params: nnx.State, tokens_BxL: jax.Array) -> jax.Array:
+    """Per-token cross-entropy -log p(x_l | x_<l), float32 B x L."""
+    logits_BxLxV = nnx.merge(graphdef, params)(tokens_BxL)
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits_BxLxV.astype(jnp.float32), tokens_BxL
+    )
+
+
+def batch_indices(key: jax.Array, in_idx_M: jax.Array, step: jax.Array, sched: Schedule):
+    """Sample indices and 0/1 weights of one model's batch at ``step``."""
+    epoch, within = jnp.divmod(step, sched.steps_per_epoch)
+    order_M = jax.random.permutation(jax.random.fold_in(key, epoch), sched.samples_per_model)
+    slot_B = within * sched.batch_size + jnp.arange(sched.batch_size)
+    weight_B = (slot_B < sched.samples_per_model).astype(jnp.float32)
+    idx_B = in_idx_M[order_M[slot_B % sched.samples_per_model]]
+    return idx_B, weight_B
+
+
+def make_model_chunk(
+    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sched: Schedule, num_steps: int
+) -> Callable:
+    """Returns ``chunk(tokens_NxL, state, in_idx_M, step0) -> (state, losses_K)`` for ONE model.
+
+    ``state`` is ``{"params", "opt_state", "key"}`` with ``key`` raw uint32 key data.
+    """
+
+    def loss_fn(params, tokens_BxL, weight_B):
+        per_seq_B = token_losses(graphdef, params, tokens_BxL).mean(axis=1)
+        return jnp.sum(per_seq_B * weight_B) / jnp.maximum(weight_B.sum(), 1.0)
+
+    def chunk(tokens_NxL, state, in_idx_M, step0):
+        key = jax.random.wrap_key_data(state["key"])
+
+        def step_fn(carry, i):
+            params, opt_state = carry
+            idx_B, weight_B = batch_indices(key, in_idx_M, step0 + i, sched)
+            loss, grads = jax.value_and_grad(loss_fn)(params, tokens_NxL[idx_B], weight_B)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        (params, opt_state), losses_K = jax.lax.scan(
+            step_fn, (state["params"], state["opt_state"]), jnp.arange(num_steps)
+        )
+        return {"params": params, "opt_state": opt_state, "key": state["key"]}, losses_K
+
+    return chunk
+
+
+def lift_to_ensemble(
+    model_chunk: Callable, mesh: Mesh, strategy: str, map_chunk: int = 0
+) -> Callable:
+    """Lifts a single-model chunk to S models: the one place the S axis is added.
+
+    ``vmap`` batches all local models into one program (accelerators);
+    ``map`` runs them one after another, or ``map_chunk`` at a time, inside one
+    jitted program (``lax.map``), which is faster than vmap on a few CPU cores.
+    The S axis is split over the mesh with ``shard_map``, so each device
+    trains only its own models and no collective is needed.
+
+    Returns ``ensemble(tokens_NxL, state_S, in_idx_SxM, step0) -> (state_S, losses_SxK)``,
+    jitted, with the state buffers donated.
+    """
+
+    def local(tokens_NxL, state, in_idx_SxM, step0):
+        if strategy == "vmap":
+            return jax.vmap(model_chunk, in_axes=(None, 0, 0, None))(
+                tokens_NxL, state, in_idx_SxM, step0
+            )
+        if strategy == "map":
+            return jax.lax.map(
+                lambda xs: model_chunk(tokens_NxL, xs[0], xs[1], step0),
+                (state, in_idx_SxM),
+                batch_size=map_chunk if map_chunk > 1 else None,
+            )
+        raise ValueError(f"unknown ensemble strategy {strategy!r}")
+
+    shadow = PartitionSpec(SHADOW_AXIS)
+    sharded = jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(PartitionSpec(), shadow, shadow, PartitionSpec()),
+        out_specs=(shadow, shadow),
+    )
+    return jax.jit(sharded, donate_argnums=(1,))
+
+
+def loop_over_models(model_chunk: Callable) -> Callable:
+    """The sequential baseline: the same jitted single-model chunk, called once per model."""
+    jitted = jax.jit(model_chunk, donate_argnums=(1,))
+
+    def run(tokens_NxL, state, in_idx_SxM, step0):
+        num_models = in_idx_SxM.shape[0]
+        outs = [
+            jitted(tokens_NxL, jax.tree.map(lambda x: x[s], state), in_idx_SxM[s], step0)
+            for s in range(num_models)
+        ]
+        states, losses = zip(*outs)
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *states), jnp.stack(losses)
+
+    return run

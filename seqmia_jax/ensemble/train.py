@@ -1,0 +1,261 @@
+"""The training stage: S shadow models trained as one ensemble, resumable.
+
+Legend: S shadow models, N audit samples, M = N/2 samples per model, L positions.
+
+``train(cfg, workdir)`` is the whole stage. Re-running it after an interruption
+resumes from the latest checkpoint and ends with the same parameters as an
+uninterrupted run; re-running a finished run does nothing and says so.
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from seqmia_jax import membership
+from seqmia_jax.config import ExperimentConfig
+from seqmia_jax.data import Dataset, load_dataset
+from seqmia_jax.ensemble import sharding, steps
+from seqmia_jax.ensemble.checkpoint import EnsembleCheckpointer
+from seqmia_jax.models import build_model
+from seqmia_jax.workdir import Workdir, write_json
+
+
+class TrainingError(RuntimeError):
+    """Training diverged (NaN/Inf loss) or cannot continue."""
+
+
+def resolve_strategy(strategy: str) -> str:
+    """``auto`` is vmap on accelerators and lax.map on CPU (measured faster there)."""
+    if strategy != "auto":
+        return strategy
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
+def model_builder(cfg: ExperimentConfig, dataset: Dataset):
+    """Returns ``build(rngs) -> nnx.Module`` for one model of this run."""
+
+    def build(rngs: nnx.Rngs) -> nnx.Module:
+        return build_model(
+            cfg.model,
+            vocab_size=dataset.vocab_size,
+            seq_len=dataset.tokens_NxL.shape[1],
+            image_shape=dataset.image_shape,
+            rngs=rngs,
+        )
+
+    return build
+
+
+def model_keys(seed: int, num_models: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model init and data-order keys (raw uint32), independent of device count."""
+    base = jax.random.key(seed)
+    keys = jax.vmap(lambda s: jax.random.split(jax.random.fold_in(base, s)))(jnp.arange(num_models))
+    return np.asarray(jax.random.key_data(keys[:, 0])), np.asarray(jax.random.key_data(keys[:, 1]))
+
+
+def init_ensemble(cfg: ExperimentConfig, dataset: Dataset, mesh, tx):
+    """Initializes S independent models (and their optimizer states) on the mesh."""
+    build = model_builder(cfg, dataset)
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
+    init_keys, data_keys = model_keys(cfg.seed, cfg.num_shadow_models)
+
+    def init_one(init_key, data_key):
+        _, params = nnx.split(build(nnx.Rngs(jax.random.wrap_key_data(init_key))))
+        return {"params": params, "opt_state": tx.init(params), "key": data_key}
+
+    shadow = sharding.shadow_sharding(mesh)
+    init = jax.jit(jax.vmap(init_one), out_shardings=shadow)
+    state = init(*sharding.put_sharded((init_keys, data_keys), mesh))
+    return graphdef, state
+
+
+def _log_line(step, total, losses_SxK, dt, tokens, start_time, start_step):
+    per_model = losses_SxK.mean(axis=1)
+    rate = tokens / max(dt, 1e-9)
+    done = step - start_step
+    eta = (time.time() - start_time) / max(done, 1) * (total - step)
+    return {
+        "step": step,
+        "loss_mean": float(per_model.mean()),
+        "loss_std": float(per_model.std()),
+        "loss_min": float(per_model.min()),
+        "loss_max": float(per_model.max()),
+        "tokens_per_s": rate,
+        "eta_s": eta,
+        "time": time.time(),
+    }
+
+
+def _check_finite(losses_SxK: np.ndarray, step0: int) -> None:
+    bad = ~np.isfinite(losses_SxK)
+    if bad.any():
+        models, offsets = np.nonzero(bad)
+        first = step0 + int(offsets.min())
+        raise TrainingError(
+            f"non-finite loss at step {first + 1} in model(s) "
+            f"{sorted(set(models[offsets == offsets.min()].tolist()))} "
+            f"({int(bad.sum())} non-finite values in steps {step0 + 1}..{step0 + bad.shape[1]}); "
+            "lower train.learning_rate or check the data. The last checkpoint is intact."
+        )
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drops log lines written after the checkpoint being resumed from."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+    path.write_text("".join(ln + "\n" for ln in kept))
+
+
+def load_or_make_membership(cfg: ExperimentConfig, wd: Workdir) -> np.ndarray:
+    if wd.membership.exists():
+        keep_SxN = np.load(wd.membership)
+        membership.check_membership(keep_SxN, str(wd.membership))
+        return keep_SxN
+    keep_SxN = membership.make_membership(cfg.num_shadow_models, cfg.data.num_samples, cfg.seed)
+    if jax.process_index() == 0:
+        tmp = wd.membership.with_suffix(".tmp.npy")
+        np.save(tmp, keep_SxN)
+        tmp.replace(wd.membership)
+    return keep_SxN
+
+
+def train(
+    cfg: ExperimentConfig,
+    workdir: str | Path,
+    *,
+    dataset: Dataset | None = None,
+    stop_after_steps: int | None = None,
+) -> dict:
+    """Trains (or resumes, or confirms) the ensemble of ``cfg`` in ``workdir``.
+
+    Args:
+      stop_after_steps: stop (after checkpointing) once this many steps are done;
+        used by tests to simulate an interruption.
+
+    Returns:
+      The contents of ``train_done.json`` (or a partial summary if stopped early).
+    """
+    wd = Workdir(workdir)
+    dataset = dataset or load_dataset(cfg.data)
+    wd.bind(cfg, dataset.fingerprint)
+    if wd.train_done.exists():
+        summary = json.loads(wd.train_done.read_text())
+        logging.info(
+            "training already finished in %s (step %d): nothing to do", wd.path, summary["step"]
+        )
+        return summary
+
+    keep_SxN = load_or_make_membership(cfg, wd)
+    in_idx_SxM = membership.in_indices(keep_SxN)
+    sched = steps.Schedule(cfg.train.batch_size, in_idx_SxM.shape[1], cfg.train.epochs)
+    total = sched.total_steps
+    tx = steps.make_optimizer(cfg.train, total)
+    mesh = sharding.make_mesh(cfg.num_shadow_models)
+    strategy = resolve_strategy(cfg.train.strategy)
+    graphdef, state = init_ensemble(cfg, dataset, mesh, tx)
+
+    ckpt = EnsembleCheckpointer(wd.checkpoints)
+    step = ckpt.latest_step() or 0
+    if step:
+        state = ckpt.restore(step, state)
+        _truncate_metrics(wd.metrics, step)
+        logging.info("resuming from the checkpoint at step %d of %d", step, total)
+
+    tokens_NxL = sharding.put_replicated(np.asarray(dataset.tokens_NxL, np.int32), mesh)
+    in_idx = sharding.put_sharded(in_idx_SxM, mesh)
+    chunk_len = max(1, min(cfg.train.log_every, total))
+    ckpt_every = chunk_len * max(1, math.ceil(cfg.train.checkpoint_every / chunk_len))
+    runners = {}
+
+    def runner(num_steps):
+        if num_steps not in runners:
+            model_chunk = steps.make_model_chunk(graphdef, tx, sched, num_steps)
+            runners[num_steps] = (
+                steps.loop_over_models(model_chunk)
+                if strategy == "loop"
+                else steps.lift_to_ensemble(model_chunk, mesh, strategy, cfg.train.map_chunk)
+            )
+        return runners[num_steps]
+
+    logging.info(
+        "training %d models (%s) for %d steps (%d epochs x %d steps) on %d device(s)",
+        cfg.num_shadow_models,
+        strategy,
+        total,
+        cfg.train.epochs,
+        sched.steps_per_epoch,
+        mesh.size,
+    )
+    start_time, start_step, record = time.time(), step, None
+    tokens_per_chunk = cfg.num_shadow_models * cfg.train.batch_size * dataset.tokens_NxL.shape[1]
+    while step < total:
+        num_steps = min(chunk_len, total - step)
+        t0 = time.time()
+        state, losses_SxK = runner(num_steps)(tokens_NxL, state, in_idx, jnp.int32(step))
+        losses_SxK = sharding.to_host(losses_SxK)
+        dt = time.time() - t0
+        _check_finite(losses_SxK, step)
+        step += num_steps
+        record = _log_line(
+            step, total, losses_SxK, dt, tokens_per_chunk * num_steps, start_time, start_step
+        )
+        logging.info(
+            "step %d/%d  loss %.4f +- %.4f (min %.4f, max %.4f)  %.0f tokens/s  ETA %.0fs",
+            step,
+            total,
+            record["loss_mean"],
+            record["loss_std"],
+            record["loss_min"],
+            record["loss_max"],
+            record["tokens_per_s"],
+            record["eta_s"],
+        )
+        if jax.process_index() == 0:
+            with wd.metrics.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        if step % ckpt_every == 0 or step == total or step == stop_after_steps:
+            ckpt.save(step, state)
+        if stop_after_steps is not None and step >= stop_after_steps and step < total:
+            ckpt.close()
+            return {"step": step, "finished": False}
+    ckpt.close()
+    summary = {
+        "step": total,
+        "finished": True,
+        "final_loss_mean": record["loss_mean"] if record else None,
+        "strategy": strategy,
+        "num_devices": mesh.size,
+        "seconds": time.time() - start_time,
+    }
+    if jax.process_index() == 0:
+        write_json(wd.train_done, summary)
+    return summary
+
+
+def load_params(cfg: ExperimentConfig, workdir: str | Path, dataset: Dataset, mesh=None):
+    """Loads the final stacked params of a finished run: ``(graphdef, params_S)``."""
+    wd = Workdir(workdir)
+    if not wd.train_done.exists():
+        raise TrainingError(f"training has not finished in {wd.path}; run the train stage first")
+    mesh = mesh or sharding.make_mesh(cfg.num_shadow_models)
+    tx = steps.make_optimizer(
+        cfg.train,
+        steps.Schedule(
+            cfg.train.batch_size, cfg.data.num_samples // 2, cfg.train.epochs
+        ).total_steps,
+    )
+    graphdef, like = init_ensemble(cfg, dataset, mesh, tx)
+    ckpt = EnsembleCheckpointer(wd.checkpoints)
+    step = ckpt.latest_step()
+    state = ckpt.restore(step, like)
+    ckpt.close()
+    return graphdef, state["params"]

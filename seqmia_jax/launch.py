@@ -1,0 +1,68 @@
+"""Shared start-up of the absl entry points: distributed init, device log, clean errors.
+
+Multi-host runs use JAX's own multi-controller runtime. ``--distributed=auto``
+calls ``jax.distributed.initialize()`` with no arguments, which reads SLURM,
+TPU-pod or Kubernetes environments; ``--coordinator_address`` with
+``--num_processes`` and ``--process_id`` configures it explicitly (also for
+several CPU processes on localhost).
+"""
+
+import sys
+from collections.abc import Callable
+
+import jax
+from absl import flags, logging
+
+from seqmia_jax.config import ConfigError, from_config_dict
+
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "off", ["off", "auto"], "Initialize jax.distributed from the environment."
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 for an explicit multi-process run."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def init_runtime() -> None:
+    """Starts jax.distributed when asked to, then logs the devices."""
+    if _COORDINATOR.value:
+        jax.distributed.initialize(
+            coordinator_address=_COORDINATOR.value,
+            num_processes=_NUM_PROCESSES.value,
+            process_id=_PROCESS_ID.value,
+        )
+    elif _DISTRIBUTED.value == "auto":
+        jax.distributed.initialize()
+    logging.info(
+        "process %d/%d, %d local / %d global devices: %s",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+        jax.devices()[0].device_kind,
+    )
+
+
+def typed_config(config_dict):
+    """Converts the --config ConfigDict, failing with a clean message."""
+    return from_config_dict(config_dict)
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message is the whole story: printed without a traceback."""
+    from seqmia_jax.attacks.base import AttackInputError
+    from seqmia_jax.ensemble.train import TrainingError
+    from seqmia_jax.workdir import WorkdirError
+
+    return (ConfigError, WorkdirError, TrainingError, AttackInputError)
+
+
+def run_cleanly(fn: Callable[[], object]) -> None:
+    """Runs ``fn``; a user error prints one clear message and exits with status 2."""
+    try:
+        fn()
+    except user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

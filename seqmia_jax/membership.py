@@ -1,0 +1,54 @@
+"""The membership matrix ``keep_SxN``: which audit samples each shadow model trains on.
+
+Legend: S shadow models, N audit samples, M = N/2 samples per model.
+
+The matrix is balanced both ways: every sample is IN for exactly S/2 models
+and every model trains on exactly N/2 samples. The second property lets all S
+models take the same number of optimizer steps per epoch and see each of their
+samples exactly once per epoch. It is built from complementary pairs: model
+``pair[2p]`` gets a seeded random half of the samples and ``pair[2p+1]`` the
+other half, with the pairing itself a seeded random permutation of the models.
+"""
+
+import numpy as np
+
+from seqmia_jax.config import ConfigError
+
+
+def make_membership(num_models: int, num_samples: int, seed: int) -> np.ndarray:
+    """Returns a balanced bool ``keep_SxN`` drawn from ``seed``."""
+    if num_models < 2 or num_models % 2:
+        raise ConfigError(f"num_shadow_models must be even and >= 2; got {num_models}")
+    if num_samples < 2 or num_samples % 2:
+        raise ConfigError(
+            f"data.num_samples must be even so that every model trains on exactly N/2 "
+            f"samples; got {num_samples}"
+        )
+    rng = np.random.default_rng([seed, 0x6D656D62])  # "memb": independent of other streams
+    models_S = rng.permutation(num_models)
+    keep_SxN = np.zeros((num_models, num_samples), dtype=bool)
+    for first, second in zip(models_S[0::2], models_S[1::2]):
+        half = rng.permutation(num_samples)[: num_samples // 2]
+        keep_SxN[first, half] = True
+        keep_SxN[second] = ~keep_SxN[first]
+    return keep_SxN
+
+
+def in_indices(keep_SxN: np.ndarray) -> np.ndarray:
+    """Returns the sorted IN sample indices of each model, int32 S x N/2."""
+    num_in = keep_SxN.sum(axis=1)
+    if not np.all(num_in == num_in[0]):
+        raise ConfigError("membership matrix is not balanced across models")
+    return np.stack([np.flatnonzero(row) for row in keep_SxN]).astype(np.int32)
+
+
+def check_membership(keep_SxN: np.ndarray, where: str = "membership.npy") -> None:
+    """Raises a clear error unless ``keep_SxN`` is a balanced bool matrix."""
+    if keep_SxN.ndim != 2 or keep_SxN.dtype != bool:
+        raise ConfigError(
+            f"{where}: expected a 2-D bool array, got {keep_SxN.dtype} {keep_SxN.shape}"
+        )
+    per_sample = keep_SxN.sum(axis=0)
+    if not np.all(per_sample == keep_SxN.shape[0] // 2):
+        bad = np.flatnonzero(per_sample != keep_SxN.shape[0] // 2)[:5]
+        raise ConfigError(f"{where}: samples {bad.tolist()} are not IN for exactly S/2 models")

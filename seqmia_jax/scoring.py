@@ -1,0 +1,173 @@
+"""The scoring stage: per-token statistics of every shadow model on every audit sample.
+
+Legend: S shadow models, N audit samples, B batch, L positions, V vocabulary.
+
+Writes memory-mappable ``stats/<name>.npy`` arrays of shape S x N x L (float32):
+
+- ``loss``: -log p(x_l | x_<l);
+- ``logit``: log p - log(1 - p), computed stably as the correct logit minus
+  the logsumexp of the other logits (Carlini et al.'s score);
+- ``mean_logp`` and ``std_logp``: mean and standard deviation of log p(v) under
+  the model's own predictive distribution p(. | x_<l), for Min-K%++.
+
+The stage is resumable: samples are scored in chunks, and ``stats/progress.json``
+records how many are complete only after their rows are flushed to disk.
+"""
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+from jax.sharding import PartitionSpec
+
+from seqmia_jax.config import ExperimentConfig
+from seqmia_jax.data import Dataset, load_dataset
+from seqmia_jax.ensemble import sharding
+from seqmia_jax.ensemble.train import load_params, resolve_strategy
+from seqmia_jax.workdir import Workdir, WorkdirError, read_json, write_json
+
+STATISTICS = ("loss", "logit", "mean_logp", "std_logp")
+
+
+def token_statistics(logits_BxLxV: jax.Array, tokens_BxL: jax.Array) -> dict[str, jax.Array]:
+    """All per-token statistics from one model's logits, float32 B x L each."""
+    logits = logits_BxLxV.astype(jnp.float32)
+    logp_BxLxV = jax.nn.log_softmax(logits, axis=-1)
+    correct_BxL = jnp.take_along_axis(logits, tokens_BxL[..., None], axis=-1)[..., 0]
+    logp_BxL = jnp.take_along_axis(logp_BxLxV, tokens_BxL[..., None], axis=-1)[..., 0]
+    # log(1 - p) from the other logits only: never 1 - p, which rounds to 0.
+    is_correct = jax.nn.one_hot(tokens_BxL, logits.shape[-1], dtype=bool)
+    others_BxL = jax.nn.logsumexp(jnp.where(is_correct, -jnp.inf, logits), axis=-1)
+    p_BxLxV = jnp.exp(logp_BxLxV)
+    mean_BxL = jnp.sum(p_BxLxV * logp_BxLxV, axis=-1)
+    var_BxL = jnp.sum(p_BxLxV * jnp.square(logp_BxLxV - mean_BxL[..., None]), axis=-1)
+    return {
+        "loss": -logp_BxL,
+        "logit": correct_BxL - others_BxL,
+        "mean_logp": mean_BxL,
+        "std_logp": jnp.sqrt(jnp.maximum(var_BxL, 0.0)),
+    }
+
+
+def make_scorer(graphdef: nnx.GraphDef, mesh, strategy: str):
+    """Returns jitted ``score(params_S, tokens_BxL) -> {name: S x B x L}``, sharded over S."""
+
+    def one_model(params, tokens_BxL):
+        return token_statistics(nnx.merge(graphdef, params)(tokens_BxL), tokens_BxL)
+
+    def local(params, tokens_BxL):
+        if strategy == "vmap":
+            return jax.vmap(one_model, in_axes=(0, None))(params, tokens_BxL)
+        return jax.lax.map(lambda p: one_model(p, tokens_BxL), params)
+
+    shadow = PartitionSpec(sharding.SHADOW_AXIS)
+    return jax.jit(
+        jax.shard_map(local, mesh=mesh, in_specs=(shadow, PartitionSpec()), out_specs=shadow)
+    )
+
+
+def _open_stats(stats_dir: Path, shape: tuple[int, int, int], fresh: bool) -> dict[str, np.memmap]:
+    out = {}
+    for name in STATISTICS:
+        path = stats_dir / f"{name}.npy"
+        if fresh or not path.exists():
+            out[name] = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        else:
+            out[name] = np.load(path, mmap_mode="r+")
+            if out[name].shape != shape:
+                raise WorkdirError(f"{path} has shape {out[name].shape}, expected {shape}")
+    return out
+
+
+def score(
+    cfg: ExperimentConfig,
+    workdir: str | Path,
+    *,
+    dataset: Dataset | None = None,
+    stop_after_samples: int | None = None,
+) -> dict:
+    """Computes (or resumes, or confirms) ``stats/*.npy`` for a trained work directory.
+
+    Args:
+      stop_after_samples: stop once this many samples are scored (tests use it
+        to simulate an interruption).
+    """
+    wd = Workdir(workdir)
+    dataset = dataset or load_dataset(cfg.data)
+    wd.bind(cfg, dataset.fingerprint)
+    if not wd.train_done.exists():
+        raise WorkdirError(f"training has not finished in {wd.path}; run the train stage first")
+    train_done = read_json(wd.train_done)
+    done_path = wd.stats / "done.json"
+    if done_path.exists():
+        done = read_json(done_path)
+        if done.get("train") != train_done:
+            raise WorkdirError(
+                f"{wd.stats} was computed from a different training run; delete {wd.stats} "
+                "to recompute it"
+            )
+        logging.info("statistics already complete in %s: nothing to do", wd.stats)
+        return done
+
+    tokens_NxL = np.asarray(dataset.tokens_NxL, np.int32)
+    num_samples, seq_len = tokens_NxL.shape
+    num_models = cfg.num_shadow_models
+    batch = min(int(cfg.score.get("batch_size", 256)), num_samples)
+    wd.stats.mkdir(exist_ok=True)
+    progress_path = wd.stats / "progress.json"
+    start = 0
+    if progress_path.exists():
+        progress = read_json(progress_path)
+        if progress.get("train") == train_done and progress.get("batch") == batch:
+            start = int(progress["samples_done"])
+    is_writer = jax.process_index() == 0
+    stats = (
+        _open_stats(wd.stats, (num_models, num_samples, seq_len), fresh=start == 0)
+        if is_writer
+        else {}
+    )
+
+    mesh = sharding.make_mesh(num_models)
+    graphdef, params = load_params(cfg, wd.path, dataset, mesh)
+    scorer = make_scorer(graphdef, mesh, resolve_strategy(cfg.train.strategy))
+    if start:
+        logging.info("resuming scoring at sample %d of %d", start, num_samples)
+    t0 = time.time()
+    for lo in range(start, num_samples, batch):
+        hi = min(lo + batch, num_samples)
+        # Pad the last batch to the full size, so one compiled program serves every batch.
+        tokens_BxL = np.zeros((batch, seq_len), np.int32)
+        tokens_BxL[: hi - lo] = tokens_NxL[lo:hi]
+        out = sharding.to_host(scorer(params, sharding.put_replicated(tokens_BxL, mesh)))
+        if is_writer:
+            for name in STATISTICS:
+                stats[name][:, lo:hi] = out[name][:, : hi - lo]
+                stats[name].flush()
+            write_json(progress_path, {"train": train_done, "batch": batch, "samples_done": hi})
+        logging.info(
+            "scored samples %d/%d (%.1f samples/s)",
+            hi,
+            num_samples,
+            (hi - start) / (time.time() - t0),
+        )
+        if stop_after_samples is not None and hi >= stop_after_samples and hi < num_samples:
+            return {"samples_done": hi, "finished": False}
+    for name in STATISTICS:
+        if is_writer and not np.all(np.isfinite(stats[name][:])):
+            raise WorkdirError(f"{wd.stats / name}.npy holds non-finite values")
+    seconds = time.time() - t0
+    done = {
+        "train": train_done,
+        "statistics": list(STATISTICS),
+        "shape": [num_models, num_samples, seq_len],
+        "seconds": seconds,
+        "samples_per_s": (num_samples - start) / max(seconds, 1e-9),
+    }
+    if is_writer:
+        write_json(done_path, done)
+        progress_path.unlink(missing_ok=True)
+    return done
