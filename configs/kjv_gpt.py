@@ -64,7 +64,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         cfg.train.batch_size = 8
         cfg.train.warmup_steps = 2
         cfg.train.checkpoint_every = 4
-        cfg.train.log_every = 2
+        cfg.train.log_every = 4
         cfg.attack.bootstrap = 20
     elif arg == "gpu":
         cfg.num_shadow_models = 64

@@ -149,7 +149,7 @@ def loop_over_models(model_chunk: Callable) -> Callable:
     def run(tokens_NxL, state, in_idx_SxM, step0):
         num_models = in_idx_SxM.shape[0]
         outs = [
-            jitted(tokens_NxL, jax.tree.map(lambda x: x[s], state), in_idx_SxM[s], step0)
+            jitted(tokens_NxL, jax.tree.map(lambda x, s=s: x[s], state), in_idx_SxM[s], step0)
             for s in range(num_models)
         ]
         states, losses = zip(*outs)

@@ -134,12 +134,14 @@ def train(
     *,
     dataset: Dataset | None = None,
     stop_after_steps: int | None = None,
+    num_devices: int | None = None,
 ) -> dict:
     """Trains (or resumes, or confirms) the ensemble of ``cfg`` in ``workdir``.
 
     Args:
       stop_after_steps: stop (after checkpointing) once this many steps are done;
         used by tests to simulate an interruption.
+      num_devices: use only the first devices (default: all).
 
     Returns:
       The contents of ``train_done.json`` (or a partial summary if stopped early).
@@ -159,7 +161,7 @@ def train(
     sched = steps.Schedule(cfg.train.batch_size, in_idx_SxM.shape[1], cfg.train.epochs)
     total = sched.total_steps
     tx = steps.make_optimizer(cfg.train, total)
-    mesh = sharding.make_mesh(cfg.num_shadow_models)
+    mesh = sharding.make_mesh(cfg.num_shadow_models, jax.devices()[:num_devices])
     strategy = resolve_strategy(cfg.train.strategy)
     graphdef, state = init_ensemble(cfg, dataset, mesh, tx)
 

@@ -85,41 +85,62 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
 
 
 class _SortedScores:
-    """Scores sorted once (descending) and grouped into distinct values."""
+    """Scores sorted once (descending), split into members (P) and non-members (Q).
+
+    For every non-member it keeps how many members score strictly higher and
+    how many score at least as high, so that weighted replicates need only
+    cumulative sums and gathers, never a sort.
+    """
 
     def __init__(self, scores_M: np.ndarray, labels_M: np.ndarray):
         order_M = np.argsort(-scores_M, kind="stable")
-        sorted_M = scores_M[order_M]
-        self.order_M = order_M
-        self.labels_M = labels_M[order_M]
-        self.starts_G = np.flatnonzero(np.r_[True, sorted_M[1:] != sorted_M[:-1]])
+        sorted_labels_M = labels_M[order_M]
+        self.pos_P = order_M[sorted_labels_M]  # original indices, by descending score
+        self.neg_Q = order_M[~sorted_labels_M]
+        neg_desc_P = -scores_M[self.pos_P]  # ascending
+        neg_desc_Q = -scores_M[self.neg_Q]
+        self.above_Q = np.searchsorted(neg_desc_P, neg_desc_Q, side="left")
+        self.at_or_above_Q = np.searchsorted(neg_desc_P, neg_desc_Q, side="right")
+        self.has_ties = bool(np.any(self.above_Q != self.at_or_above_Q))
 
-    def curves(self, weights_BxM: np.ndarray, fprs: Sequence[float]) -> np.ndarray:
+    def curves(
+        self, pos_weights_BxP: np.ndarray, neg_weights_BxQ: np.ndarray, fprs: Sequence[float]
+    ) -> np.ndarray:
         """AUC and TPR@fprs of B weighted replicates: a B x (1 + len(fprs)) array.
 
-        ``weights_BxM`` are counts in sorted order. A replicate without members
-        or without non-members gives NaN.
+        Weights are resampling counts of the members (in ``pos_P`` order) and
+        non-members (``neg_Q`` order). A replicate without members or without
+        non-members gives NaN.
         """
-        weights_BxM = weights_BxM.astype(np.float64, copy=False)
-        pos_BxG = np.add.reduceat(np.where(self.labels_M, weights_BxM, 0.0), self.starts_G, axis=1)
-        neg_BxG = np.add.reduceat(np.where(self.labels_M, 0.0, weights_BxM), self.starts_G, axis=1)
-        tp_BxG = np.cumsum(pos_BxG, axis=1)
-        fp_BxG = np.cumsum(neg_BxG, axis=1)
-        num_pos_B = tp_BxG[:, -1]
-        num_neg_B = fp_BxG[:, -1]
+        # Integer counts keep the sums exact; only the final ratios are floats.
+        size = pos_weights_BxP.shape[0]
+        tp_Bx1P = np.zeros((size, pos_weights_BxP.shape[1] + 1), dtype=pos_weights_BxP.dtype)
+        np.cumsum(pos_weights_BxP, axis=1, dtype=tp_Bx1P.dtype, out=tp_Bx1P[:, 1:])
+        fp_BxQ = np.cumsum(neg_weights_BxQ, axis=1, dtype=neg_weights_BxQ.dtype)
+        num_pos_B = tp_Bx1P[:, -1].astype(np.float64)
+        num_neg_B = fp_BxQ[:, -1].astype(np.float64)
+        result = np.full((size, 1 + len(fprs)), np.nan)
+        # Each non-member beats the members above it and ties half of those at
+        # its score (the trapezoidal rule over tie blocks, as sklearn).
+        tp_above_BxQ = np.take(tp_Bx1P, self.above_Q, axis=1)
+        if self.has_ties:
+            tp_above_BxQ += np.take(tp_Bx1P, self.at_or_above_Q, axis=1)
+        else:
+            tp_above_BxQ *= 2
+        twice_wins_B = np.einsum("bq,bq->b", neg_weights_BxQ, tp_above_BxQ, dtype=np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            # Trapezoid per distinct score: a tie block of fp negatives and tp
-            # positives adds fp * (positives above + tp / 2), as in sklearn.
-            area_B = np.sum(neg_BxG * (tp_BxG - 0.5 * pos_BxG), axis=1)
-            out = [area_B / (num_pos_B * num_neg_B)]
-            fpr_BxG = fp_BxG / num_neg_B[:, None]
-            for f in fprs:
-                # fp is non-decreasing, so the points with FPR <= f are a prefix.
-                count_B = np.sum(fpr_BxG <= f, axis=1)
-                tp_B = np.take_along_axis(tp_BxG, np.maximum(count_B - 1, 0)[:, None], axis=1)[:, 0]
-                out.append(np.where(count_B > 0, tp_B, 0.0) / num_pos_B)
-        result = np.stack(out, axis=1)
-        result[(num_pos_B == 0) | (num_neg_B == 0)] = np.nan
+            result[:, 0] = 0.5 * twice_wins_B / (num_pos_B * num_neg_B)
+        for b in range(size):
+            if num_pos_B[b] == 0 or num_neg_B[b] == 0:
+                result[b] = np.nan
+                continue
+            fpr_Q = fp_BxQ[b] / num_neg_B[b]
+            for k, f in enumerate(fprs):
+                # The first non-member that pushes FPR above f excludes its whole
+                # tie block; the best point keeps only members strictly above it.
+                first = np.searchsorted(fpr_Q, f, side="right")
+                above = self.above_Q[first] if first < fp_BxQ.shape[1] else -1
+                result[b, 1 + k] = tp_Bx1P[b, above] / num_pos_B[b]
         return result
 
 
@@ -143,35 +164,41 @@ def bootstrap(
     scores_TxN = np.atleast_2d(np.asarray(scores_TxN, dtype=np.float64))
     labels_TxN = np.atleast_2d(labels_TxN)
     scores_M, labels_M = _check(scores_TxN, labels_TxN)
-    num_targets, num_samples = scores_TxN.shape
+    num_samples = scores_TxN.shape[1]
     if unit not in ("sample", "pair"):
         raise ValueError(f"bootstrap unit must be 'sample' or 'pair', got {unit!r}")
     rng = np.random.default_rng(seed)
     sorted_scores = _SortedScores(scores_M, labels_M)
     num_pairs = scores_M.size
-    sample_of_M = sorted_scores.order_M % num_samples  # pair m = t * N + n
+    num_pos = sorted_scores.pos_P.size
+    sample_of_pos_P = (sorted_scores.pos_P % num_samples).astype(np.intp)  # pair m = t * N + n
+    sample_of_neg_Q = (sorted_scores.neg_Q % num_samples).astype(np.intp)
     block = max(1, _CHUNK_ELEMENTS // num_pairs)
     results = []
     for start in range(0, num_bootstrap, block):
         size = min(block, num_bootstrap - start)
         if unit == "pair":
             # Draws are exchangeable, so draw the counts directly in sorted order.
-            draws = rng.integers(0, num_pairs, size=(size, num_pairs))
-            weights_BxM = _row_bincount(draws, num_pairs)
+            counts_BxM = _row_bincount(
+                rng.integers(0, num_pairs, size=(size, num_pairs), dtype=np.int32), num_pairs
+            )
+            pos_BxP, neg_BxQ = counts_BxM[:, :num_pos], counts_BxM[:, num_pos:]
         else:
-            draws = rng.integers(0, num_samples, size=(size, num_samples))
-            weights_BxM = _row_bincount(draws, num_samples)[:, sample_of_M]
-        results.append(sorted_scores.curves(weights_BxM, fprs))
+            counts_BxN = _row_bincount(
+                rng.integers(0, num_samples, size=(size, num_samples), dtype=np.int32), num_samples
+            )
+            pos_BxP = np.take(counts_BxN, sample_of_pos_P, axis=1)
+            neg_BxQ = np.take(counts_BxN, sample_of_neg_Q, axis=1)
+        results.append(sorted_scores.curves(pos_BxP, neg_BxQ, fprs))
     return np.concatenate(results, axis=0)
 
 
 def _row_bincount(draws_BxK: np.ndarray, num_bins: int) -> np.ndarray:
     """Per-row bincount of indices in [0, num_bins)."""
     size = draws_BxK.shape[0]
-    offsets = (np.arange(size) * num_bins)[:, None]
-    return np.bincount((draws_BxK + offsets).ravel(), minlength=size * num_bins).reshape(
-        size, num_bins
-    )
+    offsets = (np.arange(size, dtype=np.int64) * num_bins)[:, None]
+    counts = np.bincount((draws_BxK + offsets).ravel(), minlength=size * num_bins)
+    return counts.astype(np.int32).reshape(size, num_bins)
 
 
 def _interval(values_B: np.ndarray) -> list[float]:
@@ -202,7 +229,9 @@ def per_target_metrics(
     for scores_N, labels_N in zip(np.atleast_2d(scores_TxN), np.atleast_2d(labels_TxN)):
         scores_N, labels_N = np.asarray(scores_N, dtype=np.float64), labels_N.astype(bool)
         sorted_scores = _SortedScores(scores_N, labels_N)
-        rows.append(sorted_scores.curves(np.ones((1, scores_N.size)), fprs)[0])
+        ones_1xP = np.ones((1, sorted_scores.pos_P.size), dtype=np.int32)
+        ones_1xQ = np.ones((1, sorted_scores.neg_Q.size), dtype=np.int32)
+        rows.append(sorted_scores.curves(ones_1xP, ones_1xQ, fprs)[0])
     return np.stack(rows)
 
 
@@ -248,7 +277,7 @@ def evaluate(
             "tpr": float(tpr[within].max()),
             "ci": _interval(reps_BxK[:, 1 + k]),
             "num_negatives": num_neg,
-            "false_positives": int(round(fpr[within].max() * num_neg)),
+            "false_positives": int(np.rint(fpr[within].max() * num_neg)),
             "resolved": is_resolved(num_neg, f),
         }
     per_target_TxK = per_target_metrics(scores_TxN, labels_TxN, (spread_fpr,))

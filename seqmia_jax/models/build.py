@@ -11,10 +11,11 @@ batch of S keys returns params whose leaves carry a leading S axis, and
 Shape legend: S shadow models, B batch, L positions, D width, V vocabulary.
 """
 
+import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from seqmia_jax.config import ModelConfig
@@ -38,6 +39,41 @@ def build_model(
     )
 
 
+def _init_param_state(
+    cfg: ModelConfig,
+    key: jax.Array,
+    *,
+    vocab_size: int,
+    seq_len: int,
+    image_shape: tuple[int, int, int] | None,
+    batched: bool,
+) -> nnx.State:
+    def params_of(one_key: jax.Array) -> nnx.State:
+        model = build_model(
+            cfg,
+            vocab_size=vocab_size,
+            seq_len=seq_len,
+            image_shape=image_shape,
+            rngs=nnx.Rngs(params=one_key),
+        )
+        return nnx.state(model, nnx.Param)
+
+    return jax.vmap(params_of)(key) if batched else params_of(key)
+
+
+@functools.cache
+def _jitted_init(backend: str) -> Callable[..., nnx.State]:
+    # Init runs once, so on CPU trade code quality for compile time: the unrolled
+    # threefry hashes compile about 3x faster without LLVM optimization, and the
+    # values are identical.
+    options = {"xla_backend_optimization_level": 0} if backend == "cpu" else None
+    return jax.jit(
+        _init_param_state,
+        static_argnames=("cfg", "vocab_size", "seq_len", "image_shape", "batched"),
+        compiler_options=options,
+    )
+
+
 def init_params(
     cfg: ModelConfig,
     key: jax.Array,
@@ -49,23 +85,23 @@ def init_params(
     """Initialises one model, or S models if ``key`` is a batch of S keys.
 
     Returns ``(graphdef, params)``; with S keys every params leaf has a leading S
-    axis (the models are initialised under jax.vmap, so they differ).
-    The graphdef comes from an abstract (shape-only) build and is shared by all S.
+    axis (initialised under jax.vmap, so the S models differ, and model s equals
+    ``init_params(cfg, key[s])``). The graphdef comes from an abstract (shape-only)
+    build and is shared by all S. Initialisation is jitted: eager init compiles
+    every random op separately, which is slow on CPU.
     """
+    image_shape = None if image_shape is None else tuple(int(n) for n in image_shape)
     kwargs = {"vocab_size": vocab_size, "seq_len": seq_len, "image_shape": image_shape}
-
-    def params_of(one_key: jax.Array) -> nnx.State:
-        model = build_model(cfg, **kwargs, rngs=nnx.Rngs(params=one_key))
-        return nnx.state(model, nnx.Param)
-
     abstract = nnx.eval_shape(lambda: build_model(cfg, **kwargs, rngs=nnx.Rngs(params=0)))
     graphdef, _ = nnx.split(abstract, nnx.Param)
-    key_shape = jnp.shape(key)
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        batched = len(key_shape) == 1
+        batched = key.ndim == 1
     else:  # raw uint32 keys: (2,) is one key, (S, 2) a batch
-        batched = len(key_shape) == 2
-    params = jax.vmap(params_of)(key) if batched else params_of(key)
+        batched = key.ndim == 2
+    # Params are float32 and drawn in the same order whatever the compute dtype or
+    # remat, so one compiled initialiser serves every such variant.
+    param_cfg = dataclasses.replace(cfg, compute_dtype="float32", remat=False)
+    params = _jitted_init(jax.default_backend())(param_cfg, key, **kwargs, batched=batched)
     return graphdef, params
 
 

@@ -1,0 +1,213 @@
+"""Float64 Gaussian numerics shared by the LiRA attacks.
+
+Legend: N samples, L positions, B a batch of samples, G knots of a tabulated
+marginal, R pooled residual rows.
+
+- ``float64_scope``: x64 for the attack stage only, never process-wide.
+- Correlation estimates from pooled cross-products, shrunk towards the
+  identity (i.e. the covariance towards its diagonal) by OAS, Ledoit-Wolf or a
+  fixed intensity.
+- Cholesky with a jitter fallback; no explicit inverse anywhere.
+- Chain-rule log densities: with C = chol chol^T and w = chol^-1 z,
+  log N(z; 0, C) = sum_l [-w_l^2 / 2 - log chol_ll - log(2 pi) / 2], where
+  term l is log p(z_l | z_<l). These terms are the per-position evidence.
+- Masked samples: the model of a sample with present set P is the Gaussian
+  restricted to P. We use the padded matrix C_P = C on P x P, identity
+  elsewhere, whose Cholesky factor decouples the absent positions exactly.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import cho_solve, solve_triangular
+from jax.scipy.special import ndtr, ndtri
+
+LOG_2PI = math.log(2.0 * math.pi)
+SHRINKAGE_METHODS = ("oas", "lw")
+
+
+def float64_scope():
+    """Context manager enabling float64 in jax without leaking to the rest of the process."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64  # older/newer jax spellings
+
+    return enable_x64()
+
+
+@jax.jit
+def correlation_from_cross(cross_LxL, dof_LxL):
+    """Pairwise-complete covariance -> (correlation R_LxL, std_L, present_L).
+
+    Positions with no degrees of freedom get a unit row, so they decouple.
+    """
+    present_L = jnp.diag(dof_LxL) > 0
+    cov = jnp.where(dof_LxL > 0, cross_LxL / jnp.maximum(dof_LxL, 1e-300), 0.0)
+    std_L = jnp.sqrt(jnp.maximum(jnp.diag(cov), 0.0))
+    std_L = jnp.where(present_L & (std_L > 0), std_L, 1.0)
+    corr = cov / jnp.outer(std_L, std_L)
+    both = jnp.outer(present_L, present_L)
+    eye = jnp.eye(cov.shape[0])
+    corr = jnp.where(both, corr, 0.0) * (1.0 - eye) + eye
+    return corr, std_L, present_L
+
+
+def shrinkage_intensity(corr_LxL, present_L, n_eff: float, method, fourth: float | None):
+    """Shrinkage towards I of a correlation matrix estimated from n_eff residual dof.
+
+    OAS (Chen et al. 2010) needs only second moments. Ledoit-Wolf needs
+    ``fourth`` = sum over residual vectors of ||z||^4, with z standardized so
+    that sum z z^T = n_eff * corr.
+    """
+    if not isinstance(method, str):
+        return float(method)
+    p = float(np.sum(np.asarray(present_L)))
+    off2 = float(jnp.sum((corr_LxL - jnp.eye(corr_LxL.shape[0])) ** 2))
+    if off2 <= 0.0 or p < 2:
+        return 1.0
+    tr2 = p + off2
+    if method == "oas":
+        num = (1.0 - 2.0 / p) * tr2 + p * p
+        den = (n_eff + 1.0 - 2.0 / p) * off2
+        return float(min(1.0, num / den))
+    beta = (fourth / n_eff - tr2) / n_eff
+    return float(min(max(beta, 0.0), off2) / off2)
+
+
+def shrink(corr_LxL, rho: float):
+    eye = jnp.eye(corr_LxL.shape[0])
+    return (1.0 - rho) * corr_LxL + rho * eye
+
+
+_cholesky = jax.jit(lambda a: jnp.linalg.cholesky(a))
+
+
+def cholesky_pd(a_LxL) -> tuple[jax.Array, float]:
+    """Cholesky factor, adding the smallest jitter 10^-k * mean(diag) that makes it finite."""
+    chol = _cholesky(a_LxL)
+    if bool(jnp.all(jnp.isfinite(chol))):
+        return chol, 0.0
+    scale = float(jnp.mean(jnp.diag(a_LxL)))
+    eye = jnp.eye(a_LxL.shape[0])
+    for k in range(12, -1, -1):
+        jitter = scale * 10.0 ** (-k)
+        chol = _cholesky(a_LxL + jitter * eye)
+        if bool(jnp.all(jnp.isfinite(chol))):
+            return chol, jitter
+    raise FloatingPointError("covariance is not positive definite even with jitter")
+
+
+@jax.jit
+def padded(a_LxL, present_L):
+    """Matrix of the sub-vector on ``present_L``, identity on absent positions."""
+    both = jnp.outer(present_L, present_L)
+    return jnp.where(both, a_LxL, 0.0) + jnp.diag(jnp.where(present_L, 0.0, 1.0))
+
+
+@jax.jit
+def chain_terms(chol_LxL, z_BxL, extra_BxL, mask_BxL):
+    """Per-position terms of log N(z; 0, chol chol^T) + extra, zero where masked."""
+    w_BxL = solve_triangular(chol_LxL, z_BxL.T, lower=True).T
+    terms = -0.5 * w_BxL**2 - jnp.log(jnp.diag(chol_LxL)) + extra_BxL
+    return jnp.where(mask_BxL, terms, 0.0)
+
+
+@jax.jit
+def gls_terms(chol_LxL, z_BxL, a_BxL, mask_BxL):
+    """Per-position parts of a^T C^-1 z / sqrt(a^T C^-1 a), the GLS shift statistic."""
+    q_BxL = cho_solve((chol_LxL, True), a_BxL.T).T
+    norm_B = jnp.sqrt(jnp.maximum(jnp.sum(q_BxL * a_BxL, axis=-1), 1e-300))
+    return jnp.where(mask_BxL, q_BxL * z_BxL / norm_B[:, None], 0.0)
+
+
+def mask_patterns(mask_NxL: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Unique mask rows and, for each, the samples that share it."""
+    patterns_UxL, inverse = np.unique(mask_NxL, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(patterns_UxL) + 1))
+    return patterns_UxL, [order[bounds[u] : bounds[u + 1]] for u in range(len(patterns_UxL))]
+
+
+def _bucket(n: int) -> int:
+    # Pad group sizes to powers of two so jit compiles O(log N) shapes only.
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def apply_by_pattern(fn, chol_for_pattern, groups, patterns_UxL, *arrays_NxL) -> jax.Array:
+    """Runs ``fn(chol, *rows)`` per mask pattern and scatters the N x L result back."""
+    num_samples, length = arrays_NxL[0].shape
+    out = jnp.zeros((num_samples, length))
+    for present_L, idx in zip(patterns_UxL, groups):
+        chol = chol_for_pattern(present_L)
+        pad = _bucket(len(idx))
+        idx_pad = np.concatenate([idx, np.full(pad - len(idx), idx[0])])
+        rows = [a[idx_pad] for a in arrays_NxL]
+        res = fn(chol, *rows)
+        out = out.at[idx].set(res[: len(idx)])
+    return out
+
+
+# ---------------------------------------------------------------- empirical marginals
+# A smoothed histogram per position: pooled standardized residuals are linearly
+# binned onto G knots spanning [-B_l, B_l] (B_l = max |u| + 6 h_l), smoothed
+# with a Gaussian kernel of Silverman bandwidth h_l = 1.06 sd_l n_l^(-1/5), and
+# mixed with weight 1/(n_l + 1) with a Gaussian N(mean_l, sd_l^2) so the CDF is
+# strictly increasing. The CDF is piecewise linear between knots and the
+# density is its slope (piecewise constant), so F and f are one consistent
+# distribution. Values beyond the knots are clamped to the edge.
+
+
+def fit_marginal(u_RxL, w_RxL, num_knots: int = 512):
+    """Tabulated CDF F_LxG at knots -B_l + j delta_l; returns (F_LxG, bound_L, delta_L)."""
+    return _fit_marginal(u_RxL, w_RxL, num_knots)
+
+
+@jax.jit
+def _fit_marginal_core(u_RxL, w_RxL, knots_G):
+    num_knots = knots_G.shape[0]
+    n_L = jnp.maximum(jnp.sum(w_RxL, axis=0), 1.0)
+    mean_L = jnp.sum(w_RxL * u_RxL, axis=0) / n_L
+    sd_L = jnp.sqrt(jnp.sum(w_RxL * (u_RxL - mean_L) ** 2, axis=0) / n_L)
+    sd_L = jnp.where(sd_L > 0, sd_L, 1.0)
+    h_L = 1.06 * sd_L * n_L ** (-0.2)
+    bound_L = jnp.max(jnp.where(w_RxL > 0, jnp.abs(u_RxL), 0.0), axis=0) + 6.0 * h_L
+    delta_L = 2.0 * bound_L / (num_knots - 1)
+    pos = (jnp.clip(u_RxL, -bound_L, bound_L) + bound_L) / delta_L
+    i = jnp.clip(jnp.floor(pos), 0, num_knots - 2).astype(jnp.int32)
+    frac = pos - i
+    length = u_RxL.shape[1]
+    flat = (jnp.arange(length)[None, :] * num_knots + i).reshape(-1)
+    hist = jnp.zeros(length * num_knots)
+    hist = hist.at[flat].add((w_RxL * (1.0 - frac)).reshape(-1))
+    hist = hist.at[flat + 1].add((w_RxL * frac).reshape(-1))
+    hist_LxG = hist.reshape(length, num_knots) / n_L[:, None]
+    # Kernel CDF between knots i and j depends on (j - i) only: a convolution.
+    lags = jnp.arange(-(num_knots - 1), num_knots)
+    kern = ndtr(lags[None, :] * (delta_L / h_L)[:, None])
+    conv = jax.vmap(lambda h, k: jnp.convolve(h, k, mode="full"))(hist_LxG, kern)
+    kde_LxG = conv[:, num_knots - 1 : 2 * num_knots - 1]
+    grid_LxG = -bound_L[:, None] + knots_G[None, :] * delta_L[:, None]
+    alpha_L = (1.0 / (n_L + 1.0))[:, None]
+    gauss = ndtr((grid_LxG - mean_L[:, None]) / sd_L[:, None])
+    return (1.0 - alpha_L) * kde_LxG + alpha_L * gauss, bound_L, delta_L
+
+
+def _fit_marginal(u_RxL, w_RxL, num_knots):
+    return _fit_marginal_core(u_RxL, w_RxL, jnp.arange(num_knots, dtype=jnp.float64))
+
+
+@jax.jit
+def eval_marginal(cdf_LxG, bound_L, delta_L, u_BxL):
+    """Normal score z = Phi^-1(F(u)) and log density log f(u) of the tabulated marginal."""
+    num_knots = cdf_LxG.shape[1]
+    pos = (jnp.clip(u_BxL, -bound_L, bound_L) + bound_L) / delta_L
+    i = jnp.clip(jnp.floor(pos), 0, num_knots - 2).astype(jnp.int32)
+    frac = pos - i
+    lo = jnp.take_along_axis(cdf_LxG.T, i, axis=0)
+    hi = jnp.take_along_axis(cdf_LxG.T, i + 1, axis=0)
+    cdf = jnp.clip(lo + frac * (hi - lo), 1e-300, 1.0 - 1e-16)
+    log_density = jnp.log(jnp.maximum(hi - lo, 1e-300) / delta_L)
+    return ndtri(cdf), log_density

@@ -1,0 +1,163 @@
+"""Leave-one-out sufficient statistics for the LiRA family.
+
+Legend: S shadow models, N samples, L positions, T targets, M samples in the
+covariance subset.
+
+One streaming pass over ``x_SxNxL`` (a float32 ``np.memmap`` is fine; it is read
+in chunks of samples and never copied whole to float64) keeps, per sample and
+side (IN / OUT), the sum and the sum of squares over shadows, plus the row of
+one designated shadow per side. Parameters for target t are these sums minus
+one row per side, so fitting all T targets costs O(T N L), not T refits.
+
+**Equal-count rule (null calibration).** For sample n let K_in, K_out count
+the IN and OUT shadows among all S models. Leave-one-out removes the target
+from its own side; we also remove one shadow from the *other* side, the last
+one (highest model index) on that side. Every side therefore always uses
+K_side - 1 shadows, whether or not the target is on it, so under no membership
+signal the fitted parameters of a member and of a non-member are identically
+distributed and the score carries no membership information. A naive LOO fit
+leaves the target's side one shadow short; its plug-in variance is then
+narrower and the attack scores members *lower* (AUC 0.44 at S=8).
+
+**Centering.** Each (n, l) is shifted by its mean over all S shadows before
+the sums are taken. Every estimator used downstream is shift-equivariant per
+(n, l), so the shift carries no information about the target; it only avoids
+cancellation in sum-of-squares formulas.
+
+Masked positions (``mask_NxL`` False) are set to zero after centering and are
+excluded from every model by the callers' masks; they are never scored.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass
+class SideStats:
+    """Sums over the shadows of one side, all models included (centered data)."""
+
+    total_NxL: jax.Array
+    sumsq_NxL: jax.Array
+    count_N: jax.Array
+    last_row_NxL: jax.Array  # row of the highest-index shadow on this side
+    last_model_N: np.ndarray
+
+
+@dataclasses.dataclass
+class LooStats:
+    """Sufficient statistics of one statistic over all models."""
+
+    center_NxL: jax.Array
+    mask_NxL: jax.Array  # bool, all True when the input had no mask
+    side: dict[str, SideStats]
+    sub_idx_M: np.ndarray  # samples used for pooled covariance/correlation fits
+    x_sub_SxMxL: jax.Array  # centered, masked-zeroed float64 rows of the subset
+    gram: dict[str, jax.Array]  # side -> sum over subset and side shadows of x x^T
+
+
+@jax.jit
+def _chunk_sums(x_SxCxL, keep_SxC, mask_CxL):
+    x = x_SxCxL.astype(jnp.float64)
+    center_CxL = jnp.where(mask_CxL, jnp.mean(x, axis=0), 0.0)
+    xc = jnp.where(mask_CxL, x - center_CxL, 0.0)
+    out = [center_CxL]
+    num_models = x.shape[0]
+    cols = jnp.arange(x.shape[1])
+    for on_side_SxC in (keep_SxC, ~keep_SxC):
+        w = on_side_SxC[..., None].astype(jnp.float64)
+        last_C = num_models - 1 - jnp.argmax(on_side_SxC[::-1], axis=0)
+        out += [
+            jnp.sum(w * xc, axis=0),
+            jnp.sum(w * xc * xc, axis=0),
+            jnp.sum(on_side_SxC, axis=0).astype(jnp.float64),
+            xc[last_C, cols],
+        ]
+    return out
+
+
+def subset_indices(num_samples: int, cov_samples: int) -> np.ndarray:
+    """Deterministic, evenly spread samples used for the pooled fits."""
+    if cov_samples >= num_samples:
+        return np.arange(num_samples)
+    return np.unique(np.linspace(0, num_samples - 1, cov_samples).round().astype(np.int64))
+
+
+def collect(
+    x_SxNxL: np.ndarray,
+    keep_SxN: np.ndarray,
+    mask_NxL: np.ndarray | None,
+    cov_samples: int | None = None,
+    chunk_bytes: int = 1 << 28,
+) -> LooStats:
+    """Streams over samples and returns the sufficient statistics (call in float64 scope)."""
+    num_models, num_samples, length = x_SxNxL.shape
+    keep_SxN = np.asarray(keep_SxN, dtype=bool)
+    if mask_NxL is None:
+        mask_NxL = np.ones((num_samples, length), dtype=bool)
+    mask_NxL = np.asarray(mask_NxL, dtype=bool)
+    chunk = max(1, chunk_bytes // (8 * num_models * length))
+    parts = []
+    for n0 in range(0, num_samples, chunk):
+        n1 = min(num_samples, n0 + chunk)
+        parts.append(
+            _chunk_sums(np.asarray(x_SxNxL[:, n0:n1]), keep_SxN[:, n0:n1], mask_NxL[n0:n1])
+        )
+    cat = [jnp.concatenate([p[i] for p in parts], axis=0) for i in range(len(parts[0]))]
+    last_in = num_models - 1 - np.argmax(keep_SxN[::-1], axis=0)
+    last_out = num_models - 1 - np.argmax(~keep_SxN[::-1], axis=0)
+    side = {
+        "in": SideStats(cat[1], cat[2], cat[3], cat[4], last_in),
+        "out": SideStats(cat[5], cat[6], cat[7], cat[8], last_out),
+    }
+    mask = jnp.asarray(mask_NxL)
+    sub_idx_M = np.arange(0) if cov_samples is None else subset_indices(num_samples, cov_samples)
+    x_sub = jnp.zeros((num_models, 0, length))
+    gram = {}
+    if cov_samples is not None:
+        x_sub = jnp.asarray(np.asarray(x_SxNxL[:, sub_idx_M]), dtype=jnp.float64)
+        x_sub = jnp.where(mask[sub_idx_M], x_sub - cat[0][sub_idx_M], 0.0)
+        gram = {
+            "in": _side_gram(x_sub, jnp.asarray(keep_SxN[:, sub_idx_M])),
+            "out": _side_gram(x_sub, jnp.asarray(~keep_SxN[:, sub_idx_M])),
+        }
+    return LooStats(cat[0], mask, side, sub_idx_M, x_sub, gram)
+
+
+@jax.jit
+def _side_gram(x_SxMxL, on_side_SxM):
+    xw = jnp.where(on_side_SxM[..., None], x_SxMxL, 0.0).reshape(-1, x_SxMxL.shape[-1])
+    return xw.T @ x_SxMxL.reshape(-1, x_SxMxL.shape[-1])
+
+
+def target_row(x_SxNxL: np.ndarray, t: int, stats: LooStats) -> jax.Array:
+    """Centered, masked-zeroed float64 statistics of target model t."""
+    row = jnp.asarray(np.asarray(x_SxNxL[t]), dtype=jnp.float64)
+    return jnp.where(stats.mask_NxL, row - stats.center_NxL, 0.0)
+
+
+@jax.jit
+def loo_moments(total_NxL, sumsq_NxL, count_N, last_row_NxL, x_t_NxL, target_on_side_N):
+    """Mean and ddof=1 variance of one side after the equal-count removal.
+
+    Returns mu_NxL, var_NxL (unfloored, >= 0), k_N (shadows used), removed_NxL.
+    """
+    removed_NxL = jnp.where(target_on_side_N[:, None], x_t_NxL, last_row_NxL)
+    k_N = count_N - 1.0
+    s = total_NxL - removed_NxL
+    mu_NxL = s / k_N[:, None]
+    ss = sumsq_NxL - removed_NxL**2 - s * mu_NxL
+    var_NxL = jnp.maximum(ss, 0.0) / jnp.maximum(k_N - 1.0, 1.0)[:, None]
+    return mu_NxL, var_NxL, k_N, removed_NxL
+
+
+def side_weights(keep_SxM: np.ndarray, side: str, t: int, last_model_M: np.ndarray) -> np.ndarray:
+    """0/1 weights of the shadows a side uses for target t on the subset."""
+    on_side_SxM = keep_SxM if side == "in" else ~keep_SxM
+    w = on_side_SxM.astype(np.float64)
+    target_on = on_side_SxM[t]
+    removed_M = np.where(target_on, t, last_model_M)
+    w[removed_M, np.arange(w.shape[1])] = 0.0
+    return w

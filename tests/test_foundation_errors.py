@@ -1,0 +1,62 @@
+"""Membership and the clear errors of the foundation: configs, data, work directories."""
+
+import numpy as np
+import pytest
+
+from seqmia_jax import membership
+from seqmia_jax.config import ConfigError
+from seqmia_jax.ensemble.train import train
+from seqmia_jax.workdir import WorkdirError
+from tests.helpers import tiny_config
+
+
+@pytest.mark.parametrize("num_models,num_samples", [(2, 10), (8, 64), (16, 1000)])
+def test_membership_is_balanced_and_reproducible(num_models, num_samples):
+    keep = membership.make_membership(num_models, num_samples, seed=7)
+    assert keep.dtype == bool and keep.shape == (num_models, num_samples)
+    assert np.all(keep.sum(axis=0) == num_models // 2)
+    assert np.all(keep.sum(axis=1) == num_samples // 2)
+    np.testing.assert_array_equal(keep, membership.make_membership(num_models, num_samples, seed=7))
+    assert not np.array_equal(keep, membership.make_membership(num_models, num_samples, seed=8))
+
+
+def test_membership_is_not_trivially_structured():
+    keep = membership.make_membership(16, 2000, seed=0)
+    # Apart from its complementary partner, each pair of models shares about half its samples.
+    overlap = (keep[:, None] & keep[None]).sum(-1) / 1000
+    partner = overlap == 0
+    assert np.all(partner.sum(1) == 1)
+    off = overlap[~partner & ~np.eye(16, dtype=bool)]
+    assert np.all(np.abs(off - 0.5) < 0.06)
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        ({"num_shadow_models": 7}, "must be even"),
+        ({"data.name": "no_such_data"}, "unknown dataset"),
+        ({"data.seq_len": 10**7}, "seq_len"),
+        ({"data.num_samples": 63}, None),
+        ({"model.embed_dim": 31}, "divisible"),
+        ({"train.strategy": "fast"}, "strategy"),
+    ],
+)
+def test_bad_config_is_refused_clearly(tmp_path, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        train(tiny_config(**overrides), tmp_path)
+
+
+def test_mismatched_workdir_is_refused(tmp_path):
+    train(tiny_config(), tmp_path)
+    with pytest.raises(WorkdirError, match="train.learning_rate"):
+        train(tiny_config(**{"train.learning_rate": 0.5}), tmp_path)
+    with pytest.raises(WorkdirError, match="dataset"):
+        train(tiny_config(**{"data.selection": "first"}), tmp_path)
+    # Strategy and logging do not change what is trained: allowed.
+    train(tiny_config(**{"train.strategy": "vmap", "train.log_every": 3}), tmp_path)
+
+
+def test_corrupt_workdir_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(WorkdirError, match="corrupt"):
+        train(tiny_config(), tmp_path)
