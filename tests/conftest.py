@@ -1,8 +1,21 @@
-"""Test set-up: 8 forced CPU devices, so sharded code paths run anywhere."""
+"""Test set-up: 8 forced CPU devices, so sharded code paths run anywhere.
+
+A persistent compilation cache lets the many tiny runs in the suite share
+compiled programs instead of recompiling identical ones.
+"""
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402  (after XLA_FLAGS)
+
+jax.config.update(
+    "jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "seqmia_jax_test_cache")
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
