@@ -56,7 +56,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from seqmia_jax.ensemble.train import TrainingError
     from seqmia_jax.workdir import WorkdirError
 
-    return (ConfigError, WorkdirError, TrainingError, AttackInputError)
+    return (ConfigError, WorkdirError, TrainingError, AttackInputError, FileExistsError)
 
 
 def run_cleanly(fn: Callable[[], object]) -> None:

@@ -168,6 +168,8 @@ def score(
         "samples_per_s": (num_samples - start) / max(seconds, 1e-9),
     }
     if is_writer:
+        if dataset.kind == "text":  # raw bytes for the zlib baseline
+            np.save(wd.path / "text_bytes.npy", tokens_NxL.astype(np.uint8))
         write_json(done_path, done)
         progress_path.unlink(missing_ok=True)
     return done

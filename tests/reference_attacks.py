@@ -20,9 +20,11 @@ NUM_KNOTS = 512
 def side_sets(keep_SxN, t, n):
     """Shadows of each side for target t and sample n under the equal-count rule."""
     sets = {}
+    u = np.random.default_rng(0).random(keep_SxN.shape[1])[n]
     for side, on in (("in", keep_SxN[:, n]), ("out", ~keep_SxN[:, n])):
         members = list(np.flatnonzero(on))
-        drop = t if on[t] else members[-1]
+        designated = members[min(int(u * len(members)), len(members) - 1)]
+        drop = t if on[t] else designated
         sets[side] = [s for s in members if s != drop]
     return sets
 
@@ -141,11 +143,11 @@ def carlini_generate_ours_offline(
 
 def carlini(x_SxNxL, keep_SxN, mask_NxL, targets, mode, fix_variance, bug):
     """Member scores (= -prediction, as plot.py's sweep uses) with target t held out."""
-    num_models, num_samples, _ = x_SxNxL.shape
+    num_models, _num_samples, _ = x_SxNxL.shape
     if mask_NxL is None:
         a = x_SxNxL.astype(np.float64).mean(-1)
     else:
-        a = np.where(mask_NxL, x_SxNxL, 0).sum(-1) / mask_NxL.sum(-1)
+        a = np.where(mask_NxL, x_SxNxL.astype(np.float64), 0).sum(-1) / mask_NxL.sum(-1)
     scores = a[..., None]  # one "augmentation"
     out = []
     for t in targets:
@@ -251,12 +253,15 @@ def seq(
     mode="online",
     direction=1.0,
     cov_samples=2048,
+    marginal_samples=512,
 ):
     """Returns scores_TxN and evidence_TxNxL by brute force."""
-    num_models, num_samples, length = x_SxNxL.shape
+    _num_models, num_samples, length = x_SxNxL.shape
     x = x_SxNxL.astype(np.float64)
     mask = np.ones((num_samples, length), bool) if mask_NxL is None else mask_NxL
     sub = subset(num_samples, cov_samples)
+    if cov == "copula" and marginal == "empirical":
+        sub = sub[subset(len(sub), marginal_samples)]
     scores = np.zeros((len(targets), num_samples))
     evidence = np.zeros((len(targets), num_samples, length))
     for ti, t in enumerate(targets):

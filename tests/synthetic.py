@@ -18,8 +18,18 @@ def ar1_chol(length: int, rho: float) -> np.ndarray:
     return np.linalg.cholesky(rho**lags)
 
 
-def gaussian_stats(rng, num_models, num_samples, length, *, shift_std=0.0, rho=0.5,
-                   std_L=None, drop_NxL=None, keep_SxN=None):
+def gaussian_stats(
+    rng,
+    num_models,
+    num_samples,
+    length,
+    *,
+    shift_std=0.0,
+    rho=0.5,
+    std_L=None,
+    drop_NxL=None,
+    keep_SxN=None,
+):
     """x = mu[n] + b[s] + D e, e ~ AR(1); members of a model get + drop[n]."""
     std_L = np.ones(length) if std_L is None else std_L
     mu_NxL = rng.normal(size=(num_samples, length))

@@ -49,7 +49,9 @@ def test_ensemble_step_equals_separate_single_model_steps(strategy):
     got_state, got_losses = ensemble(tokens, state, jnp.asarray(in_idx), jnp.int32(0))
     for s, (want_state, want_losses) in enumerate(separate):
         np.testing.assert_allclose(got_losses[s], want_losses, rtol=1e-5, atol=1e-6)
-        for got, want in zip(_leaves(jax.tree.map(lambda x, s=s: x[s], got_state)), _leaves(want_state)):
+        for got, want in zip(
+            _leaves(jax.tree.map(lambda x, s=s: x[s], got_state)), _leaves(want_state)
+        ):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     # The models really are different: independent init and data order.
     assert not np.allclose(got_losses[0], got_losses[1])

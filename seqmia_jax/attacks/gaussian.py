@@ -115,6 +115,19 @@ def chain_terms(chol_LxL, z_BxL, extra_BxL, mask_BxL):
 
 
 @jax.jit
+def diag_chain_terms(z_BxL, extra_BxL, mask_BxL):
+    """``chain_terms`` with an identity factor, without the triangular solve."""
+    return jnp.where(mask_BxL, -0.5 * z_BxL**2 + extra_BxL, 0.0)
+
+
+@jax.jit
+def diag_gls_terms(z_BxL, a_BxL, mask_BxL):
+    """``gls_terms`` with an identity factor."""
+    norm_B = jnp.sqrt(jnp.maximum(jnp.sum(a_BxL * a_BxL, axis=-1), 1e-300))
+    return jnp.where(mask_BxL, a_BxL * z_BxL / norm_B[:, None], 0.0)
+
+
+@jax.jit
 def gls_terms(chol_LxL, z_BxL, a_BxL, mask_BxL):
     """Per-position parts of a^T C^-1 z / sqrt(a^T C^-1 a), the GLS shift statistic."""
     q_BxL = cho_solve((chol_LxL, True), a_BxL.T).T
@@ -124,6 +137,8 @@ def gls_terms(chol_LxL, z_BxL, a_BxL, mask_BxL):
 
 def mask_patterns(mask_NxL: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Unique mask rows and, for each, the samples that share it."""
+    if mask_NxL.all():  # fast path: np.unique over rows is slow for large N
+        return mask_NxL[:1], [np.arange(mask_NxL.shape[0])]
     patterns_UxL, inverse = np.unique(mask_NxL, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     order = np.argsort(inverse, kind="stable")

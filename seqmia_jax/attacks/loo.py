@@ -11,13 +11,18 @@ one row per side, so fitting all T targets costs O(T N L), not T refits.
 
 **Equal-count rule (null calibration).** For sample n let K_in, K_out count
 the IN and OUT shadows among all S models. Leave-one-out removes the target
-from its own side; we also remove one shadow from the *other* side, the last
-one (highest model index) on that side. Every side therefore always uses
-K_side - 1 shadows, whether or not the target is on it, so under no membership
-signal the fitted parameters of a member and of a non-member are identically
-distributed and the score carries no membership information. A naive LOO fit
-leaves the target's side one shadow short; its plug-in variance is then
-narrower and the attack scores members *lower* (AUC 0.44 at S=8).
+from its own side; we also remove one shadow from the *other* side: a
+designated shadow of that side, drawn uniformly once per sample with a fixed
+seed (independent of the target and of the data). Every side therefore always
+uses K_side - 1 shadows, whether or not the target is on it, so under no
+membership signal the fitted parameters of a member and of a non-member are
+identically distributed. A naive LOO fit leaves the target's side one shadow
+short; its plug-in variance is then narrower and the attack scores members
+*lower* (AUC 0.44 at S=8). The designated shadow must be uniform: with balanced
+membership every other model then enters a side's fit with probability
+(S/2 - 1)/(S - 1) for members and non-members alike, so a fixed per-model
+offset (a "lucky" shadow) cannot bias one group. Dropping e.g. the
+highest-index shadow instead measurably biased AUC (0.514 at S=16).
 
 **Centering.** Each (n, l) is shifted by its mean over all S shadows before
 the sums are taken. Every estimator used downstream is shift-equivariant per
@@ -42,7 +47,7 @@ class SideStats:
     total_NxL: jax.Array
     sumsq_NxL: jax.Array
     count_N: jax.Array
-    last_row_NxL: jax.Array  # row of the highest-index shadow on this side
+    last_row_NxL: jax.Array  # row of the designated shadow of this side
     last_model_N: np.ndarray
 
 
@@ -58,17 +63,27 @@ class LooStats:
     gram: dict[str, jax.Array]  # side -> sum over subset and side shadows of x x^T
 
 
+def designated_shadows(keep_SxN: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per side, the shadow dropped when the target is on the other side (uniform, seeded)."""
+    u_N = np.random.default_rng(seed).random(keep_SxN.shape[1])
+    out = {}
+    for side, on_SxN in (("in", keep_SxN), ("out", ~keep_SxN)):
+        count_N = on_SxN.sum(0)
+        rank_N = np.minimum((u_N * count_N).astype(np.int64), np.maximum(count_N - 1, 0))
+        # the rank-th model (in model order) among this side's models
+        out[side] = np.argmax(np.cumsum(on_SxN, axis=0) > rank_N, axis=0)
+    return out
+
+
 @jax.jit
-def _chunk_sums(x_SxCxL, keep_SxC, mask_CxL):
+def _chunk_sums(x_SxCxL, keep_SxC, mask_CxL, chosen_in_C, chosen_out_C):
     x = x_SxCxL.astype(jnp.float64)
     center_CxL = jnp.where(mask_CxL, jnp.mean(x, axis=0), 0.0)
     xc = jnp.where(mask_CxL, x - center_CxL, 0.0)
     out = [center_CxL]
-    num_models = x.shape[0]
     cols = jnp.arange(x.shape[1])
-    for on_side_SxC in (keep_SxC, ~keep_SxC):
+    for on_side_SxC, last_C in ((keep_SxC, chosen_in_C), (~keep_SxC, chosen_out_C)):
         w = on_side_SxC[..., None].astype(jnp.float64)
-        last_C = num_models - 1 - jnp.argmax(on_side_SxC[::-1], axis=0)
         out += [
             jnp.sum(w * xc, axis=0),
             jnp.sum(w * xc * xc, axis=0),
@@ -99,15 +114,21 @@ def collect(
         mask_NxL = np.ones((num_samples, length), dtype=bool)
     mask_NxL = np.asarray(mask_NxL, dtype=bool)
     chunk = max(1, chunk_bytes // (8 * num_models * length))
+    chosen = designated_shadows(keep_SxN)
     parts = []
     for n0 in range(0, num_samples, chunk):
         n1 = min(num_samples, n0 + chunk)
         parts.append(
-            _chunk_sums(np.asarray(x_SxNxL[:, n0:n1]), keep_SxN[:, n0:n1], mask_NxL[n0:n1])
+            _chunk_sums(
+                np.asarray(x_SxNxL[:, n0:n1]),
+                keep_SxN[:, n0:n1],
+                mask_NxL[n0:n1],
+                chosen["in"][n0:n1],
+                chosen["out"][n0:n1],
+            )
         )
     cat = [jnp.concatenate([p[i] for p in parts], axis=0) for i in range(len(parts[0]))]
-    last_in = num_models - 1 - np.argmax(keep_SxN[::-1], axis=0)
-    last_out = num_models - 1 - np.argmax(~keep_SxN[::-1], axis=0)
+    last_in, last_out = chosen["in"], chosen["out"]
     side = {
         "in": SideStats(cat[1], cat[2], cat[3], cat[4], last_in),
         "out": SideStats(cat[5], cat[6], cat[7], cat[8], last_out),

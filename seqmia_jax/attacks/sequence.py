@@ -25,7 +25,9 @@ fitted identically under no signal):
   log density = log N(z; 0, R) - sum log phi(z_l) + sum log f_l(x_l).
 
 Pooled matrices (covariance or correlation) are estimated on M = ``cov_samples``
-evenly spread samples (default 2048; all when N is smaller): at S = 64 that is
+evenly spread samples (default 2048; all when N is smaller; the copula with
+empirical marginals uses an even sub-subset of ``marginal_samples``, default
+512, for its marginals and correlation): at S = 64 that is
 ~64k residual vectors, far beyond what an L x L matrix needs, and it bounds the
 per-target cost of the correlation fits, which cannot use sufficient
 statistics because the standardization depends on the target. Every matrix is
@@ -76,6 +78,7 @@ _SPEC = {
     "mode": ("online", ("online", "offline", "gls")),
     "evidence": (False, (False, True)),
     "cov_samples": (2048, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2),
+    "marginal_samples": (512, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2),
 }
 
 
@@ -209,16 +212,22 @@ class _Target:
         return self._copula_empirical(side)
 
     def _copula_empirical(self, side):
-        m, m_sub = self.mask, self.mask[self.sub]
+        # The marginals and copula correlation are refit per target from pooled
+        # residuals (they depend on the target through the LOO standardization),
+        # so they use a further even subset of ``marginal_samples`` samples.
+        pick = loo.subset_indices(len(self.sub), self.opt["marginal_samples"])
+        sub = self.sub[pick]
+        x_sub = self.stats.x_sub_SxMxL[:, pick]
+        m, m_sub = self.mask, self.mask[sub]
         u_rows, w_rows = [], []
         for s in self.sides_for_matrix(side):
             mu_s, _, k_s, _ = self.mom[s]
-            sd_sub = jnp.sqrt(self.var[s][self.sub])
-            k_sub = k_s[self.sub][:, None]
+            sd_sub = jnp.sqrt(self.var[s][sub])
+            k_sub = k_s[sub][:, None]
             inflate = jnp.sqrt((k_sub + 1.0) / jnp.maximum(k_sub - 1.0, 1.0))
-            u = jnp.where(m_sub, (self.stats.x_sub_SxMxL - mu_s[self.sub]) / sd_sub * inflate, 0.0)
+            u = jnp.where(m_sub, (x_sub - mu_s[sub]) / sd_sub * inflate, 0.0)
             u_rows.append(u)
-            w_rows.append(self.weights(s))
+            w_rows.append(self.weights(s)[:, pick])
         u_SxMxL = sum(u * (w[..., None] > 0) for u, w in zip(u_rows, w_rows))
         w_SxM = sum(w_rows)
         w_flat = (w_SxM[..., None] * m_sub).reshape(-1, m_sub.shape[-1])
@@ -241,10 +250,9 @@ class _Target:
 def _side_terms(model, mask_NxL, patterns, groups, gls: bool, diag: dict):
     matrix, z, extra, a, _ = model
     if matrix is None:
-        eye = jnp.eye(z.shape[1])
         if gls:
-            return gaussian.gls_terms(eye, z, a, mask_NxL)
-        return gaussian.chain_terms(eye, z, extra, mask_NxL)
+            return gaussian.diag_gls_terms(z, a, mask_NxL)
+        return gaussian.diag_chain_terms(z, extra, mask_NxL)
 
     def chol_for(present_L):
         chol, jitter = gaussian.cholesky_pd(gaussian.padded(matrix, jnp.asarray(present_L)))
@@ -294,7 +302,7 @@ def seq(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput:
             scores.append(np.asarray(jnp.sum(terms, axis=-1), dtype=np.float64))
             if opt["evidence"]:
                 evidence.append(np.asarray(terms, dtype=np.float32))
-    diag["cov_samples_used"] = int(len(stats.sub_idx_M)) if needs_subset else 0
+    diag["cov_samples_used"] = len(stats.sub_idx_M) if needs_subset else 0
     return AttackOutput(
         scores_TxN=np.stack(scores),
         evidence_TxNxL=np.stack(evidence) if opt["evidence"] else None,

@@ -1,0 +1,59 @@
+"""Benchmarks ensemble training strategies, scoring and attacks; prints one table, writes JSON.
+
+python -m experiments.benchmark --config=configs/kjv_gpt.py:tiny --out=bench.json
+python -m experiments.benchmark --quick   # small sizes, under two minutes on two CPU cores
+"""
+
+import json
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from seqmia_jax import benchmark, launch
+from seqmia_jax.attacks.specs import split_specs
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
+_QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and few steps (CI smoke run).")
+_OUT = flags.DEFINE_string("out", None, "Write the JSON result here.")
+_PEAK = flags.DEFINE_float("peak_tflops", None, "Peak TFLOP/s per device (default: table).")
+_STRATEGIES = flags.DEFINE_list(
+    "strategies", ["vmap", "map", "loop"], "Training strategies: vmap, map, map:k, loop."
+)
+_ATTACK_SHAPE = flags.DEFINE_list(
+    "attack_shape", None, "Synthetic S,N,L for the attack timing (default 16,1000,64)."
+)
+_ATTACKS = flags.DEFINE_string("attacks", None, "';'-separated attack specs (default set).")
+_CHUNK_STEPS = flags.DEFINE_integer("chunk_steps", None, "Steps per timed chunk.")
+_TIMED_CHUNKS = flags.DEFINE_integer("timed_chunks", None, "Chunks timed after the warm-up.")
+
+
+def main(argv):
+    del argv
+    launch.init_runtime()
+
+    def run():
+        cfg = launch.typed_config(_CONFIG.value)
+        overrides = {"strategies": tuple(_STRATEGIES.value), "peak_tflops": _PEAK.value}
+        if _ATTACK_SHAPE.value:
+            overrides["attack_shape"] = tuple(int(n) for n in _ATTACK_SHAPE.value)
+        if _ATTACKS.value:
+            overrides["attacks"] = tuple(split_specs(_ATTACKS.value))
+        if _CHUNK_STEPS.value:
+            overrides["chunk_steps"] = _CHUNK_STEPS.value
+        if _TIMED_CHUNKS.value:
+            overrides["timed_chunks"] = _TIMED_CHUNKS.value
+        if _QUICK.value:
+            cfg, settings = benchmark.quick_config(cfg), benchmark.quick_settings(**overrides)
+        else:
+            settings = benchmark.BenchmarkSettings(**overrides)
+        result = benchmark.run_benchmark(cfg, settings)
+        print(benchmark.format_table(result))
+        if _OUT.value:
+            with open(_OUT.value, "w") as f:
+                json.dump(benchmark.json_ready(result), f, indent=2)
+
+    launch.run_cleanly(run)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,41 @@
+"""The whole audit: train -> score -> attack -> report, skipping completed stages.
+
+python -m experiments.run                                   # configs/kjv_gpt.py -> runs/kjv_gpt
+python -m experiments.run --config=configs/digits_pixel.py  # -> runs/digits_pixel
+"""
+
+from pathlib import Path
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from seqmia_jax import launch
+from seqmia_jax.pipeline import run_audit
+from seqmia_jax.report import print_summary
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (default: runs/<config name>).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace completed attack results and report.")
+
+
+def main(argv):
+    del argv
+    launch.init_runtime()
+    workdir = _WORKDIR.value or str(
+        Path("runs") / Path(config_flags.get_config_filename(flags.FLAGS["config"])).stem
+    )
+
+    def audit():
+        out = run_audit(launch.typed_config(_CONFIG.value), workdir, overwrite=_OVERWRITE.value)
+        print(print_summary(out["results"]))
+        print(
+            f"\nReport: {Path(workdir) / 'results'}  (stage seconds: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in out["seconds"].items())
+            + ")"
+        )
+
+    launch.run_cleanly(audit)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,23 @@
+"""Computes per-token statistics of every trained shadow model (resumable).
+
+python -m experiments.score --config=configs/kjv_gpt.py:tiny --workdir=runs/tiny
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from seqmia_jax import launch
+from seqmia_jax.scoring import score
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.", required=True)
+
+
+def main(argv):
+    del argv
+    launch.init_runtime()
+    launch.run_cleanly(lambda: score(launch.typed_config(_CONFIG.value), _WORKDIR.value))
+
+
+if __name__ == "__main__":
+    app.run(main)

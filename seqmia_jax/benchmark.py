@@ -1,0 +1,468 @@
+"""Throughput benchmark: ensemble training strategies against a loop, scoring, and attacks.
+
+Legend: S shadow models, N samples, B batch per model, L positions, K timed chunks.
+
+``run_benchmark(cfg, settings)`` measures, in one process and from one initial
+state, the steady-state training speed of each strategy: ``vmap``, ``map``
+(``lax.map``, one model at a time), ``map:k`` (``lax.map`` over chunks of k
+vmapped models) and ``loop`` (``steps.loop_over_models``, the same jitted
+single-model chunk called once per model). Each strategy compiles and warms
+up on one chunk of steps, then K chunks are timed with ``block_until_ready``.
+It also times the scorer over a batch of N samples for all S models and the
+attack set over synthetic S x N x L statistics, and reads the device's peak
+memory. ``format_table`` renders the result as one markdown table.
+
+Model FLOPs follow ``count_flops_per_token`` (6 N + 12 num_layers D L per
+token). Tokens count every row of every batch, the weight-0 padding of an
+epoch's last batch included, since it is computed like any other.
+"""
+
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqmia_jax import membership
+from seqmia_jax.attacks.base import AttackInputs
+from seqmia_jax.attacks.runner import score_attacks
+from seqmia_jax.config import ConfigError, ExperimentConfig
+from seqmia_jax.data import Dataset, load_dataset
+from seqmia_jax.ensemble import sharding, steps
+from seqmia_jax.ensemble.train import init_ensemble, resolve_strategy
+from seqmia_jax.models.build import count_flops_per_token, num_params
+from seqmia_jax.scoring import make_scorer
+
+# Dense datasheet peaks in TFLOP/s, matched against jax's device_kind (lower case,
+# most specific first). bfloat16 is the tensor-core / MXU rate without sparsity.
+# float32 is half of it: on NVIDIA that is the TF32 tensor-core rate, which XLA
+# uses for float32 matmuls at the default precision; on TPU, default-precision
+# float32 matmuls run as bfloat16 passes, so half is a conservative figure.
+PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("h100 pcie", 756.0),
+    ("h100", 989.0),  # SXM ("NVIDIA H100 80GB HBM3")
+    ("h200", 989.0),
+    ("a100", 312.0),
+    ("tpu v5 lite", 197.0),  # v5e
+    ("tpu v5e", 197.0),
+    ("tpu v5p", 459.0),
+    ("tpu v5", 459.0),
+    ("tpu v4", 275.0),
+)
+FLOAT32_FRACTION = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkSettings:
+    """What to measure and for how long."""
+
+    strategies: tuple[str, ...] = ("vmap", "map", "loop")  # also "map:k" (k models per chunk)
+    chunk_steps: int | None = None  # steps per timed chunk (None: train.log_every)
+    timed_chunks: int = 3  # K chunks timed after one warm-up chunk
+    score_samples: int | None = None  # N of the scoring batch (None: score.batch_size)
+    score_repeats: int = 3
+    attack_shape: tuple[int, int, int] = (16, 1000, 64)  # synthetic S, N, L for the attacks
+    attacks: tuple[str, ...] | None = None  # None: DEFAULT_ATTACKS
+    attack_bootstrap: int = 20  # bootstrap resamples (the CIs are part of an attack's cost)
+    peak_tflops: float | None = None  # overrides the device table; needed for MFU on CPU
+    seed: int = 0
+
+
+def quick_settings(**overrides) -> BenchmarkSettings:
+    """Small sizes that run in well under two minutes on two CPU cores."""
+    base = BenchmarkSettings(
+        chunk_steps=2,
+        timed_chunks=2,
+        score_samples=32,
+        score_repeats=2,
+        attack_shape=(8, 64, 16),
+        attack_bootstrap=5,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+def quick_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Shrinks a config to the ``tiny`` sizes (S=8, N=64, L=32, one layer of width 32)."""
+    return dataclasses.replace(
+        cfg,
+        num_shadow_models=min(cfg.num_shadow_models, 8),
+        data=dataclasses.replace(cfg.data, seq_len=min(cfg.data.seq_len, 32), num_samples=64),
+        model=dataclasses.replace(cfg.model, num_layers=1, embed_dim=32, num_heads=2),
+        train=dataclasses.replace(cfg.train, batch_size=min(cfg.train.batch_size, 8)),
+    )
+
+
+def parse_strategy(label: str) -> tuple[str, int]:
+    """``"vmap"`` -> ("vmap", 0); ``"map:4"`` -> ("map", 4); ``"loop"`` -> ("loop", 0)."""
+    name, _, chunk = label.partition(":")
+    if name not in ("vmap", "map", "loop") or (chunk and name != "map"):
+        raise ConfigError(f"unknown strategy {label!r}; use vmap, map, map:k or loop")
+    try:
+        map_chunk = int(chunk) if chunk else 0
+    except ValueError:
+        raise ConfigError(f"strategy {label!r}: the map chunk must be an integer") from None
+    if map_chunk < 0:
+        raise ConfigError(f"strategy {label!r}: the map chunk must be >= 0")
+    return name, map_chunk if map_chunk > 1 else 0
+
+
+def strategy_label(name: str, map_chunk: int = 0) -> str:
+    return f"map:{map_chunk}" if name == "map" and map_chunk > 1 else name
+
+
+def auto_label(cfg: ExperimentConfig) -> str:
+    """The strategy ``train.strategy="auto"`` runs on this backend, as a label."""
+    name = resolve_strategy("auto")
+    return strategy_label(name, cfg.train.map_chunk if name == "map" else 0)
+
+
+def device_peak_flops(
+    device_kind: str, compute_dtype: str, override_tflops: float | None = None
+) -> tuple[float | None, str]:
+    """Peak FLOP/s of one device and where the figure comes from (None when unknown)."""
+    if override_tflops is not None:
+        return float(override_tflops) * 1e12, "--peak_tflops"
+    kind = device_kind.lower()
+    for pattern, tflops in PEAK_BF16_TFLOPS:
+        if pattern in kind:
+            if compute_dtype == "bfloat16":
+                return tflops * 1e12, f"{pattern} bf16 dense datasheet"
+            return (
+                tflops * FLOAT32_FRACTION * 1e12,
+                f"{pattern} bf16 dense datasheet x {FLOAT32_FRACTION} for float32",
+            )
+    return None, "unknown device: pass --peak_tflops"
+
+
+def peak_memory_bytes() -> int | None:
+    """Largest ``peak_bytes_in_use`` over local devices, None where not reported (CPU)."""
+    peaks = []
+    for device in jax.local_devices():
+        stats = device.memory_stats()  # None on CPU
+        if stats and "peak_bytes_in_use" in stats:
+            peaks.append(int(stats["peak_bytes_in_use"]))
+    return max(peaks) if peaks else None
+
+
+def _block(tree) -> None:
+    jax.tree.map(lambda x: x.block_until_ready(), tree)
+
+
+def _copy(tree):
+    # Every strategy donates its state, so each starts from its own copy of the init state.
+    return jax.tree.map(jnp.copy, tree)
+
+
+def time_training(
+    cfg: ExperimentConfig,
+    dataset: Dataset,
+    labels: Sequence[str],
+    *,
+    chunk_steps: int,
+    timed_chunks: int,
+    peak_flops: float | None,
+) -> tuple[dict, dict]:
+    """Steady-state training speed of each strategy label, from one shared init state.
+
+    Returns ``(rows, context)``: label -> measurements, and the init state's
+    ``graphdef``/``params``/``mesh`` for the scoring benchmark.
+    """
+    num_models = cfg.num_shadow_models
+    keep_SxN = membership.make_membership(num_models, cfg.data.num_samples, cfg.seed)
+    in_idx_SxM = membership.in_indices(keep_SxN)
+    sched = steps.Schedule(cfg.train.batch_size, in_idx_SxM.shape[1], cfg.train.epochs)
+    tx = steps.make_optimizer(cfg.train, sched.total_steps)
+    mesh = sharding.make_mesh(num_models)
+    graphdef, init_state = init_ensemble(cfg, dataset, mesh, tx)
+    tokens_NxL = sharding.put_replicated(np.asarray(dataset.tokens_NxL, np.int32), mesh)
+    in_idx = sharding.put_sharded(in_idx_SxM, mesh)
+    model_chunk = steps.make_model_chunk(graphdef, tx, sched, chunk_steps)
+    seq_len = dataset.tokens_NxL.shape[1]
+    flops_per_token = count_flops_per_token(cfg.model, dataset.vocab_size, seq_len)
+    tokens_per_chunk = num_models * cfg.train.batch_size * seq_len * chunk_steps
+
+    rows = {}
+    for label in labels:
+        name, map_chunk = parse_strategy(label)
+        runner = (
+            steps.loop_over_models(model_chunk)
+            if name == "loop"
+            else steps.lift_to_ensemble(model_chunk, mesh, name, map_chunk)
+        )
+        state = _copy(init_state)
+        start = time.perf_counter()
+        state, losses = runner(tokens_NxL, state, in_idx, jnp.int32(0))
+        _block((state, losses))
+        warmup_s = time.perf_counter() - start
+        start = time.perf_counter()
+        for k in range(1, timed_chunks + 1):
+            state, losses = runner(tokens_NxL, state, in_idx, jnp.int32(k * chunk_steps))
+        _block((state, losses))
+        seconds = time.perf_counter() - start
+        final_loss = float(np.mean(sharding.to_host(losses)))
+        del state
+        tokens_per_s = tokens_per_chunk * timed_chunks / seconds
+        flops_per_s = tokens_per_s * flops_per_token
+        peak_bytes = peak_memory_bytes()
+        rows[label] = {
+            "strategy": name,
+            "map_chunk": map_chunk,
+            "warmup_s": warmup_s,
+            "seconds": seconds,
+            "steps": chunk_steps * timed_chunks,
+            "tokens_per_s": tokens_per_s,
+            "model_steps_per_s": num_models * chunk_steps * timed_chunks / seconds,
+            "model_flops_per_s": flops_per_s,
+            "mfu": flops_per_s / peak_flops if peak_flops else None,
+            "final_loss": final_loss,
+            # Running maximum of the process, so it bounds this and every earlier strategy.
+            "peak_bytes_per_model": None if peak_bytes is None else peak_bytes / num_models,
+        }
+    if "loop" in rows:
+        for row in rows.values():
+            row["speedup_vs_loop"] = rows["loop"]["seconds"] / row["seconds"]
+    context = {
+        "graphdef": graphdef,
+        "params": init_state["params"],
+        "mesh": mesh,
+        "flops_per_token": flops_per_token,
+        "params_per_model": num_params(init_state["params"]) // num_models,
+    }
+    return rows, context
+
+
+def time_scoring(
+    graphdef, params_S, mesh, dataset: Dataset, strategy: str, num_samples: int, repeats: int
+) -> dict:
+    """Samples/s of ``make_scorer`` over one batch of N samples for all S models."""
+    scorer = make_scorer(graphdef, mesh, strategy)
+    tokens_NxL = np.resize(
+        np.asarray(dataset.tokens_NxL, np.int32), (num_samples,) + dataset.tokens_NxL.shape[1:]
+    )
+    tokens = sharding.put_replicated(tokens_NxL, mesh)
+    start = time.perf_counter()
+    _block(scorer(params_S, tokens))
+    warmup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = scorer(params_S, tokens)
+    _block(out)
+    seconds = (time.perf_counter() - start) / repeats
+    num_models = jax.tree.leaves(params_S)[0].shape[0]
+    return {
+        "strategy": strategy,
+        "num_models": num_models,
+        "num_samples": num_samples,
+        "warmup_s": warmup_s,
+        "seconds": seconds,
+        "samples_per_s": num_samples / seconds,
+        "model_samples_per_s": num_models * num_samples / seconds,
+    }
+
+
+def synthetic_attack_inputs(
+    num_models: int, num_samples: int, seq_len: int, seed: int = 0, effect: float = 0.1
+) -> AttackInputs:
+    """Random float32 statistics with a small planted membership effect (members' loss lower)."""
+    rng = np.random.default_rng(seed)
+    keep_SxN = membership.make_membership(num_models, num_samples, seed)
+    shape = (num_models, num_samples, seq_len)
+    base_NxL = rng.uniform(0.5, 3.0, size=(num_samples, seq_len))
+    loss = base_NxL + 0.3 * rng.standard_normal(shape) - effect * keep_SxN[..., None]
+    loss = np.maximum(loss, 1e-3)
+    # The logit statistic log p - log(1 - p) of p = exp(-loss), computed stably.
+    logit = -loss - np.log(-np.expm1(-loss))
+    stats = {
+        "loss": loss.astype(np.float32),
+        "logit": logit.astype(np.float32),
+        "mean_logp": (-base_NxL - 0.1 * rng.standard_normal(shape)).astype(np.float32),
+        "std_logp": (0.5 + 0.1 * np.abs(rng.standard_normal(shape))).astype(np.float32),
+    }
+    text = [
+        bytes(row) for row in rng.integers(32, 127, size=(num_samples, seq_len), dtype=np.uint8)
+    ]
+    return AttackInputs(stats=stats, keep_SxN=keep_SxN, text=text)
+
+
+def time_attacks(
+    shape: tuple[int, int, int], attacks: Sequence[str] | None, bootstrap: int, seed: int
+) -> dict:
+    """Seconds for the attack set, leave-one-out over every target, on synthetic statistics."""
+    num_models, num_samples, seq_len = shape
+    inputs = synthetic_attack_inputs(num_models, num_samples, seq_len, seed)
+    start = time.perf_counter()
+    results, _, _ = score_attacks(
+        inputs, None if attacks is None else list(attacks), None, bootstrap=bootstrap, seed=seed
+    )
+    seconds = time.perf_counter() - start
+    return {
+        "shape": [num_models, num_samples, seq_len],
+        "num_targets": num_models,
+        "bootstrap": bootstrap,
+        "seconds": seconds,
+        "per_attack_s": {spec: entry["seconds"] for spec, entry in results["attacks"].items()},
+        "auc": {spec: entry["auc"] for spec, entry in results["attacks"].items()},
+        "skipped": results["skipped"],
+    }
+
+
+def run_benchmark(cfg: ExperimentConfig, settings: BenchmarkSettings = BenchmarkSettings()) -> dict:
+    """Measures training, scoring and attacks for ``cfg``; returns a JSON-ready dict."""
+    load_before = os.getloadavg()
+    device = jax.devices()[0]
+    peak_flops, peak_source = device_peak_flops(
+        device.device_kind, cfg.model.compute_dtype, settings.peak_tflops
+    )
+    # MFU is per device: the peak of the devices the mesh uses.
+    mesh_devices = sharding.make_mesh(cfg.num_shadow_models).size
+    total_peak = peak_flops * mesh_devices if peak_flops else None
+    dataset = load_dataset(cfg.data)
+    chunk_steps = settings.chunk_steps or cfg.train.log_every
+    auto = auto_label(cfg)
+    labels = list(dict.fromkeys(settings.strategies))
+    for label in labels:
+        parse_strategy(label)
+    if auto not in labels:
+        labels.append(auto)
+
+    rows, ctx = time_training(
+        cfg,
+        dataset,
+        labels,
+        chunk_steps=chunk_steps,
+        timed_chunks=settings.timed_chunks,
+        peak_flops=total_peak,
+    )
+    training_peak = peak_memory_bytes()
+    num_score = min(
+        settings.score_samples or int(cfg.score.get("batch_size", 256)), cfg.data.num_samples
+    )
+    scoring = time_scoring(
+        ctx["graphdef"],
+        ctx["params"],
+        ctx["mesh"],
+        dataset,
+        resolve_strategy(cfg.train.strategy),
+        num_score,
+        settings.score_repeats,
+    )
+    attacks = time_attacks(
+        settings.attack_shape, settings.attacks, settings.attack_bootstrap, settings.seed
+    )
+    return {
+        "jax_version": jax.__version__,
+        "device": {
+            "platform": device.platform,
+            "device_kind": device.device_kind,
+            "num_devices": mesh_devices,
+            "peak_flops_per_device": peak_flops,
+            "peak_source": peak_source,
+        },
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
+        "config": {
+            "num_shadow_models": cfg.num_shadow_models,
+            "num_samples": cfg.data.num_samples,
+            "seq_len": cfg.data.seq_len,
+            "num_layers": cfg.model.num_layers,
+            "embed_dim": cfg.model.embed_dim,
+            "batch_size": cfg.train.batch_size,
+            "compute_dtype": cfg.model.compute_dtype,
+            "params_per_model": ctx["params_per_model"],
+            "flops_per_token": ctx["flops_per_token"],
+            "chunk_steps": chunk_steps,
+            "timed_chunks": settings.timed_chunks,
+        },
+        "training": rows,
+        "auto": {
+            "resolves_to": auto,
+            "speedup_vs_loop": rows[auto].get("speedup_vs_loop"),
+        },
+        "scoring": scoring,
+        "attacks": attacks,
+        "memory": {
+            "peak_bytes_in_use": training_peak,
+            "peak_bytes_per_model": None
+            if training_peak is None
+            else training_peak / cfg.num_shadow_models,
+        },
+    }
+
+
+def json_ready(value):
+    """Plain JSON types, with NaN and Inf as null."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _si(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _flops(value: float | None) -> str:
+    return "n/a" if value is None else f"{_si(value)}FLOP/s"
+
+
+def format_table(result: dict) -> str:
+    """One markdown table: a row per training strategy, then scoring and attacks."""
+    dev, cfg = result["device"], result["config"]
+    header = (
+        f"{dev['device_kind']} x{dev['num_devices']} ({dev['platform']}, jax "
+        f"{result['jax_version']}), peak {_flops(dev['peak_flops_per_device'])} per device "
+        f"({dev['peak_source']}); load {result['load_average']['before'][0]:.2f} -> "
+        f"{result['load_average']['after'][0]:.2f}\n"
+        f"S={cfg['num_shadow_models']} N={cfg['num_samples']} L={cfg['seq_len']} "
+        f"layers={cfg['num_layers']} width={cfg['embed_dim']} B={cfg['batch_size']} "
+        f"{cfg['compute_dtype']}, {_si(cfg['params_per_model'])} params and "
+        f"{_si(cfg['flops_per_token'])} FLOP/token per model; "
+        f"{cfg['timed_chunks']} x {cfg['chunk_steps']} steps timed; "
+        f"auto -> {result['auto']['resolves_to']}\n\n"
+    )
+    columns = ["stage", "strategy", "tokens/s", "model-steps/s", "samples/s", "model FLOP/s"]
+    columns += ["MFU", "x loop", "seconds", "peak mem/model"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for label, row in result["training"].items():
+        mem = row["peak_bytes_per_model"]
+        cells = [
+            "train",
+            label + (" (auto)" if label == result["auto"]["resolves_to"] else ""),
+            _si(row["tokens_per_s"]),
+            _num(row["model_steps_per_s"], ".1f"),
+            "",
+            _flops(row["model_flops_per_s"]),
+            "n/a" if row["mfu"] is None else f"{100 * row['mfu']:.2f}%",
+            _num(row.get("speedup_vs_loop"), ".2f"),
+            _num(row["seconds"], ".2f"),
+            "n/a" if mem is None else f"{mem / 2**20:.1f} MiB",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    sc = result["scoring"]
+    lines.append(
+        f"| score | {sc['strategy']} (N={sc['num_samples']}, S={sc['num_models']}) | | | "
+        f"{sc['samples_per_s']:.1f} | | | | {sc['seconds']:.3f} | |"
+    )
+    at = result["attacks"]
+    shape = "x".join(str(n) for n in at["shape"])
+    lines.append(
+        f"| attacks | {len(at['per_attack_s'])} attacks, S x N x L = {shape}, LOO | | | | | | | "
+        f"{at['seconds']:.2f} | |"
+    )
+    return header + "\n".join(lines) + "\n"

@@ -1,0 +1,105 @@
+"""The whole audit: train -> score -> attack -> report, each stage skipped when complete.
+
+Every stage reads and writes the work directory (see ``seqmia_jax.workdir``).
+A stage that is complete and whose inputs are unchanged is skipped; one whose
+inputs changed is refused with a message; completed results are replaced only
+with ``overwrite=True``. A crash in any stage leaves the earlier stages'
+outputs intact.
+"""
+
+import time
+from pathlib import Path
+
+from absl import logging
+
+from seqmia_jax.attacks import runner
+from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, split_specs
+from seqmia_jax.config import ExperimentConfig
+from seqmia_jax.data import Dataset, load_dataset
+from seqmia_jax.ensemble.train import train
+from seqmia_jax.scoring import score
+from seqmia_jax.workdir import Workdir, WorkdirError, read_json, write_json
+
+# The sequence-aware attack whose per-position evidence the leakage report shows.
+EVIDENCE_ATTACK = "seq:cov=hetero"
+
+
+def attack_settings(cfg: ExperimentConfig) -> dict:
+    """The attack stage's inputs from the config: specs, targets, bootstrap."""
+    specs = split_specs(cfg.attack.get("attacks", "")) or list(DEFAULT_ATTACKS)
+    num_targets = int(cfg.attack.get("num_targets", 0)) or None
+    return {
+        "attacks": specs,
+        "targets": num_targets,
+        "bootstrap": int(cfg.attack.get("bootstrap", 200)),
+        "evidence_attack": EVIDENCE_ATTACK if EVIDENCE_ATTACK in specs else None,
+    }
+
+
+def run_attack_stage(
+    cfg: ExperimentConfig, workdir: str | Path, *, overwrite: bool = False
+) -> dict:
+    """Runs the attacks on complete statistics, unless already done with the same inputs."""
+    wd = Workdir(workdir)
+    stats_done = wd.stats / "done.json"
+    if not stats_done.exists():
+        raise WorkdirError(f"statistics are not complete in {wd.stats}; run the score stage first")
+    stage = {"stats": read_json(stats_done), "settings": attack_settings(cfg)}
+    marker = wd.results / "attack_stage.json"
+    if marker.exists() and not overwrite:
+        if read_json(marker) == stage:
+            logging.info("attack results already complete in %s: nothing to do", wd.results)
+            return read_json(wd.results / "results.json")
+        raise WorkdirError(
+            f"{wd.results} holds results for different statistics or attack settings; "
+            "pass --overwrite to replace them"
+        )
+    settings = stage["settings"]
+    results = runner.run_attacks(
+        wd.path,
+        settings["attacks"],
+        settings["targets"],
+        bootstrap=settings["bootstrap"],
+        evidence_attack=settings["evidence_attack"],
+        overwrite=True,
+    )
+    write_json(marker, stage)
+    return results
+
+
+def run_report_stage(wd: Workdir, dataset: Dataset, *, overwrite: bool) -> dict:
+    """Writes the report unless one for the current results.json already exists."""
+    import hashlib
+
+    from seqmia_jax.report import write_report
+    from seqmia_jax.report.writer import MARKER
+
+    marker = wd.results / MARKER
+    current = hashlib.sha256((wd.results / "results.json").read_bytes()).hexdigest()
+    if marker.exists() and not overwrite and read_json(marker).get("results_sha256") == current:
+        logging.info("report already written in %s: nothing to do", wd.results)
+        return read_json(marker)
+    # New attack results make the old report stale: it is replaced, not refused.
+    paths = write_report(wd.path, dataset, overwrite=True)
+    return {k: str(v) for k, v in paths.items()}
+
+
+def run_audit(cfg: ExperimentConfig, workdir: str | Path, *, overwrite: bool = False) -> dict:
+    """Runs every stage that is not yet complete; returns results.json and stage timings."""
+    wd = Workdir(workdir)
+    dataset = load_dataset(cfg.data)
+    seconds = {}
+    t = time.time()
+    train(cfg, wd.path, dataset=dataset)
+    seconds["train"] = time.time() - t
+    t = time.time()
+    score(cfg, wd.path, dataset=dataset)
+    seconds["score"] = time.time() - t
+    t = time.time()
+    results = run_attack_stage(cfg, wd.path, overwrite=overwrite)
+    seconds["attack"] = time.time() - t
+    t = time.time()
+    run_report_stage(wd, dataset, overwrite=overwrite)
+    seconds["report"] = time.time() - t
+    logging.info("stage seconds: %s", {k: round(v, 1) for k, v in seconds.items()})
+    return {"results": results, "seconds": seconds}

@@ -1,0 +1,86 @@
+"""The log-log ROC plot of every attack of a run.
+
+Legend: T targets, N samples, G grid points on the FPR axis.
+
+Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg
+canvas, so the report never touches pyplot's global backend or state.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from seqmia_jax.evaluation.metrics import roc_curve
+
+NUM_GRID_POINTS = 2000
+
+
+def roc_on_grid(
+    scores_TxN: np.ndarray, labels_TxN: np.ndarray, num_points: int = NUM_GRID_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled ROC at G log-spaced FPRs from 1/num_negatives to 1.
+
+    TPR at f is the largest TPR whose FPR is at most f (the metrics'
+    definition), so plotting (fpr_G, tpr_G) as a post-step curve draws the exact
+    staircase at the grid resolution with a bounded number of points.
+    """
+    fpr, tpr, _ = roc_curve(scores_TxN, labels_TxN)
+    num_neg = int((~np.asarray(labels_TxN, dtype=bool)).sum())
+    fpr_G = np.unique(np.r_[np.geomspace(1.0 / num_neg, 1.0, num_points), 1.0])
+    # fpr is non-decreasing and tpr too, so the last point at or below f has the largest TPR.
+    index_G = np.searchsorted(fpr, fpr_G * (1 + 1e-12), side="right") - 1
+    return fpr_G, tpr[index_G]
+
+
+def plot_roc(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    labels: Mapping[str, str],
+    num_negatives: int,
+    num_positives: int,
+    path: Path,
+    title: str = "",
+) -> None:
+    """Save a log-log ROC plot of ``curves`` (spec -> (fpr_G, tpr_G)) with a chance line."""
+    fig = Figure(figsize=(6.4, 5.6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    low = 1.0 / num_negatives
+    chance_G = np.geomspace(low, 1.0, 50)
+    ax.plot(chance_G, chance_G, color="0.6", linestyle="--", linewidth=1, label="chance")
+    for spec, (fpr_G, tpr_G) in curves.items():
+        tpr_G = np.where(tpr_G > 0, tpr_G, np.nan)  # log axes cannot show TPR = 0
+        ax.plot(fpr_G, tpr_G, drawstyle="steps-post", linewidth=1.4, label=labels[spec])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(low, 1.0)
+    ax.set_ylim(min(low, 1.0 / num_positives), 1.05)
+    ax.set_xlabel(f"False positive rate ({num_negatives} negatives)")
+    ax.set_ylabel(f"True positive rate ({num_positives} members)")
+    ax.grid(True, which="major", alpha=0.3)
+    unresolved = any("†" in label for label in labels.values())
+    ax.legend(
+        loc="lower right",
+        fontsize=7,
+        framealpha=0.9,
+        title="† unresolved: fewer than 1/FPR negatives" if unresolved else None,
+        title_fontsize=7,
+    )
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def legend_label(spec: str, entry: dict, fpr_key: str = "0.001") -> str:
+    """``spec (AUC 0.812, TPR@1e-3 0.0421)`` from a results.json attack entry."""
+    point = entry.get("tpr_at_fpr", {}).get(fpr_key)
+    auc = entry.get("auc")
+    text = f"{spec} (AUC {'–' if auc is None else f'{auc:.3f}'}"
+    if point is not None:
+        tpr = point.get("tpr")
+        mark = "" if point.get("resolved", True) else "†"
+        text += f", TPR@{float(fpr_key):.0e} {'–' if tpr is None else f'{tpr:.4f}'}{mark}"
+    return text + ")"
