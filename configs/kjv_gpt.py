@@ -83,3 +83,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     elif arg:
         raise ValueError(f"unknown config argument {arg!r}; use '', 'tiny' or 'gpu'")
     return cfg
+
+
+def get_sweep(arg: str = "") -> list[dict]:
+    """TPR at low FPR against the number of shadow models, from one trained ensemble."""
+    num_models = get_config(arg).num_shadow_models
+    counts = [k for k in (4, 8, 16, 32, 64, 128, 256) if k <= num_models - 2]
+    if num_models - 2 not in counts:
+        counts.append(num_models - 2)  # every shadow but the target's complementary partner
+    attacks = "lira;lira:variance=fixed;seq:cov=diag;seq:cov=pooled;seq:cov=hetero"
+    return [{"attack.num_shadows": k, "attack.attacks": attacks} for k in counts]

@@ -66,3 +66,19 @@ def run_cleanly(fn: Callable[[], object]) -> None:
     except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def config_path_and_arg(flag_name: str = "config") -> tuple[str, str]:
+    """The config file path and its ``:arg`` from a DEFINE_config_file flag."""
+    from ml_collections import config_flags
+
+    path, _, arg = config_flags.get_config_filename(flags.FLAGS[flag_name]).partition(":")
+    return path, arg
+
+
+def default_workdir(flag_name: str = "config") -> str:
+    """``runs/<config name>[_<arg>]``, e.g. runs/kjv_gpt or runs/kjv_gpt_gpu."""
+    from pathlib import Path
+
+    path, arg = config_path_and_arg(flag_name)
+    return str(Path("runs") / (Path(path).stem + (f"_{arg}" if arg else "")))

@@ -52,3 +52,32 @@ def check_membership(keep_SxN: np.ndarray, where: str = "membership.npy") -> Non
     if not np.all(per_sample == keep_SxN.shape[0] // 2):
         bad = np.flatnonzero(per_sample != keep_SxN.shape[0] // 2)[:5]
         raise ConfigError(f"{where}: samples {bad.tolist()} are not IN for exactly S/2 models")
+
+
+def complementary_pairs(keep_SxN: np.ndarray) -> np.ndarray:
+    """The complementary model pairs of a balanced matrix, int P x 2 in a fixed order."""
+    partner = {}
+    rows = {row.tobytes(): s for s, row in enumerate(keep_SxN)}
+    for s, row in enumerate(keep_SxN):
+        other = rows.get((~row).tobytes())
+        if other is None:
+            raise ConfigError(f"model {s} has no complementary partner in the membership matrix")
+        partner[s] = other
+    return np.asarray(sorted({tuple(sorted((s, o))) for s, o in partner.items()}))
+
+
+def shadow_subset(keep_SxN: np.ndarray, target: int, num_shadows: int) -> np.ndarray:
+    """The target followed by ``num_shadows`` other models, as whole complementary pairs.
+
+    Whole pairs keep every sample IN for exactly half of the chosen shadows, so
+    the target's leave-one-out fit sees equal IN and OUT counts. The target's
+    own partner is never among them, so at most S - 2 shadows are available.
+    """
+    pairs = [p for p in complementary_pairs(keep_SxN) if target not in p]
+    if num_shadows % 2 or not 2 <= num_shadows <= 2 * len(pairs):
+        raise ConfigError(
+            f"num_shadows must be even and between 2 and {2 * len(pairs)} for "
+            f"S={keep_SxN.shape[0]}; got {num_shadows}"
+        )
+    chosen = np.concatenate(pairs[: num_shadows // 2])
+    return np.concatenate([[target], chosen]).astype(np.int64)

@@ -92,6 +92,8 @@ def _git_hash() -> str | None:
         return (
             subprocess.run(
                 ["git", "rev-parse", "HEAD"],
+                check=False,
+                check=False,
                 cwd=Path(__file__).parent,
                 capture_output=True,
                 text=True,

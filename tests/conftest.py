@@ -12,7 +12,7 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402  (after XLA_FLAGS)
+import jax
 
 jax.config.update(
     "jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "seqmia_jax_test_cache")
