@@ -93,7 +93,6 @@ def _git_hash() -> str | None:
             subprocess.run(
                 ["git", "rev-parse", "HEAD"],
                 check=False,
-                check=False,
                 cwd=Path(__file__).parent,
                 capture_output=True,
                 text=True,
