@@ -24,6 +24,7 @@ _ATTACK_SHAPE = flags.DEFINE_list(
 )
 _ATTACKS = flags.DEFINE_string("attacks", None, "';'-separated attack specs (default set).")
 _CHUNK_STEPS = flags.DEFINE_integer("chunk_steps", None, "Steps per timed chunk.")
+_STAGES = flags.DEFINE_list("stages", ["train", "score", "attack"], "Stages to measure.")
 _TIMED_CHUNKS = flags.DEFINE_integer("timed_chunks", None, "Chunks timed after the warm-up.")
 
 
@@ -33,7 +34,11 @@ def main(argv):
 
     def run():
         cfg = launch.typed_config(_CONFIG.value)
-        overrides = {"strategies": tuple(_STRATEGIES.value), "peak_tflops": _PEAK.value}
+        overrides = {
+            "strategies": tuple(_STRATEGIES.value),
+            "peak_tflops": _PEAK.value,
+            "stages": tuple(_STAGES.value),
+        }
         if _ATTACK_SHAPE.value:
             overrides["attack_shape"] = tuple(int(n) for n in _ATTACK_SHAPE.value)
         if _ATTACKS.value:

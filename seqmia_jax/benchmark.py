@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from seqmia_jax import membership
 from seqmia_jax.attacks.base import AttackInputs
@@ -53,6 +54,7 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
     ("tpu v4", 275.0),
 )
 FLOAT32_FRACTION = 0.5
+STAGES = ("train", "score", "attack")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +71,7 @@ class BenchmarkSettings:
     attack_bootstrap: int = 20  # bootstrap resamples (the CIs are part of an attack's cost)
     peak_tflops: float | None = None  # overrides the device table; needed for MFU on CPU
     seed: int = 0
+    stages: tuple[str, ...] = ("train", "score", "attack")  # which of STAGES to run
 
 
 def quick_settings(**overrides) -> BenchmarkSettings:
@@ -156,93 +159,117 @@ def _copy(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
+@dataclasses.dataclass
+class _Setup:
+    """The ensemble every measurement starts from: one init state on one mesh."""
+
+    graphdef: object
+    state: dict
+    mesh: object
+    tokens_NxL: jax.Array
+    in_idx_SxM: jax.Array
+    sched: steps.Schedule
+    tx: object
+
+
+def _setup(cfg: ExperimentConfig, dataset: Dataset) -> _Setup:
+    keep_SxN = membership.make_membership(cfg.num_shadow_models, cfg.data.num_samples, cfg.seed)
+    in_idx_SxM = membership.in_indices(keep_SxN)
+    sched = steps.Schedule(cfg.train.batch_size, in_idx_SxM.shape[1], cfg.train.epochs)
+    tx = steps.make_optimizer(cfg.train, sched.total_steps)
+    mesh = sharding.make_mesh(cfg.num_shadow_models)
+    graphdef, state = init_ensemble(cfg, dataset, mesh, tx)
+    tokens_NxL = sharding.put_replicated(np.asarray(dataset.tokens_NxL, np.int32), mesh)
+    return _Setup(
+        graphdef, state, mesh, tokens_NxL, sharding.put_sharded(in_idx_SxM, mesh), sched, tx
+    )
+
+
 def time_training(
-    cfg: ExperimentConfig,
-    dataset: Dataset,
+    setup: _Setup,
     labels: Sequence[str],
     *,
     chunk_steps: int,
     timed_chunks: int,
+    flops_per_token: float,
     peak_flops: float | None,
-) -> tuple[dict, dict]:
-    """Steady-state training speed of each strategy label, from one shared init state.
+) -> dict:
+    """Steady-state training speed of each strategy label, each from a copy of one init state.
 
-    Returns ``(rows, context)``: label -> measurements, and the init state's
-    ``graphdef``/``params``/``mesh`` for the scoring benchmark.
+    Every strategy compiles and runs one warm-up chunk, then the K timed chunks
+    run round-robin over the strategies (all their states stay live at once).
     """
-    num_models = cfg.num_shadow_models
-    keep_SxN = membership.make_membership(num_models, cfg.data.num_samples, cfg.seed)
-    in_idx_SxM = membership.in_indices(keep_SxN)
-    sched = steps.Schedule(cfg.train.batch_size, in_idx_SxM.shape[1], cfg.train.epochs)
-    tx = steps.make_optimizer(cfg.train, sched.total_steps)
-    mesh = sharding.make_mesh(num_models)
-    graphdef, init_state = init_ensemble(cfg, dataset, mesh, tx)
-    tokens_NxL = sharding.put_replicated(np.asarray(dataset.tokens_NxL, np.int32), mesh)
-    in_idx = sharding.put_sharded(in_idx_SxM, mesh)
-    model_chunk = steps.make_model_chunk(graphdef, tx, sched, chunk_steps)
-    seq_len = dataset.tokens_NxL.shape[1]
-    flops_per_token = count_flops_per_token(cfg.model, dataset.vocab_size, seq_len)
-    tokens_per_chunk = num_models * cfg.train.batch_size * seq_len * chunk_steps
+    num_models = setup.in_idx_SxM.shape[0]
+    model_chunk = steps.make_model_chunk(setup.graphdef, setup.tx, setup.sched, chunk_steps)
+    batch_size, seq_len = setup.sched.batch_size, setup.tokens_NxL.shape[1]
+    tokens_per_chunk = num_models * batch_size * seq_len * chunk_steps
+    runners, states, chunk_s, losses, peak_bytes = {}, {}, {}, {}, {}
 
+    def run_chunk(label: str, k: int) -> float:
+        start = time.perf_counter()
+        states[label], losses[label] = runners[label](
+            setup.tokens_NxL, states[label], setup.in_idx_SxM, jnp.int32(k * chunk_steps)
+        )
+        _block((states[label], losses[label]))
+        return time.perf_counter() - start
+
+    for label in labels:  # chunk 0 compiles and warms up
+        name, map_chunk = parse_strategy(label)
+        runners[label] = (
+            steps.loop_over_models(model_chunk)
+            if name == "loop"
+            else steps.lift_to_ensemble(model_chunk, setup.mesh, name, map_chunk)
+        )
+        states[label] = _copy(setup.state)
+        chunk_s[label] = [run_chunk(label, 0)]
+        # The process's running maximum: clean for the first strategy, an upper bound after.
+        peak_bytes[label] = peak_memory_bytes()
+        logging.info("train %s: compiled and warmed up in %.1f s", label, chunk_s[label][0])
+    # Round-robin over the strategies, so a change in background load hits all of them alike.
+    for k in range(1, timed_chunks + 1):
+        for label in labels:
+            chunk_s[label].append(run_chunk(label, k))
     rows = {}
     for label in labels:
         name, map_chunk = parse_strategy(label)
-        runner = (
-            steps.loop_over_models(model_chunk)
-            if name == "loop"
-            else steps.lift_to_ensemble(model_chunk, mesh, name, map_chunk)
-        )
-        state = _copy(init_state)
-        start = time.perf_counter()
-        state, losses = runner(tokens_NxL, state, in_idx, jnp.int32(0))
-        _block((state, losses))
-        warmup_s = time.perf_counter() - start
-        start = time.perf_counter()
-        for k in range(1, timed_chunks + 1):
-            state, losses = runner(tokens_NxL, state, in_idx, jnp.int32(k * chunk_steps))
-        _block((state, losses))
-        seconds = time.perf_counter() - start
-        final_loss = float(np.mean(sharding.to_host(losses)))
-        del state
+        seconds = sum(chunk_s[label][1:])
         tokens_per_s = tokens_per_chunk * timed_chunks / seconds
-        flops_per_s = tokens_per_s * flops_per_token
-        peak_bytes = peak_memory_bytes()
         rows[label] = {
             "strategy": name,
             "map_chunk": map_chunk,
-            "warmup_s": warmup_s,
+            "warmup_s": chunk_s[label][0],
+            "chunk_s": chunk_s[label][1:],
             "seconds": seconds,
             "steps": chunk_steps * timed_chunks,
             "tokens_per_s": tokens_per_s,
             "model_steps_per_s": num_models * chunk_steps * timed_chunks / seconds,
-            "model_flops_per_s": flops_per_s,
-            "mfu": flops_per_s / peak_flops if peak_flops else None,
-            "final_loss": final_loss,
-            # Running maximum of the process, so it bounds this and every earlier strategy.
-            "peak_bytes_per_model": None if peak_bytes is None else peak_bytes / num_models,
+            "model_flops_per_s": tokens_per_s * flops_per_token,
+            "mfu": tokens_per_s * flops_per_token / peak_flops if peak_flops else None,
+            "final_loss": float(np.mean(sharding.to_host(losses[label]))),
+            "peak_bytes_per_model": None
+            if peak_bytes[label] is None
+            else peak_bytes[label] / num_models,
         }
+        logging.info(
+            "train %s: %.0f tokens/s (chunks %s s)",
+            label,
+            tokens_per_s,
+            ", ".join(f"{t:.2f}" for t in chunk_s[label][1:]),
+        )
     if "loop" in rows:
         for row in rows.values():
             row["speedup_vs_loop"] = rows["loop"]["seconds"] / row["seconds"]
-    context = {
-        "graphdef": graphdef,
-        "params": init_state["params"],
-        "mesh": mesh,
-        "flops_per_token": flops_per_token,
-        "params_per_model": num_params(init_state["params"]) // num_models,
-    }
-    return rows, context
+    return rows
 
 
-def time_scoring(
-    graphdef, params_S, mesh, dataset: Dataset, strategy: str, num_samples: int, repeats: int
-) -> dict:
+def time_scoring(setup: _Setup, strategy: str, num_samples: int, repeats: int) -> dict:
     """Samples/s of ``make_scorer`` over one batch of N samples for all S models."""
-    scorer = make_scorer(graphdef, mesh, strategy)
-    tokens_NxL = np.resize(
-        np.asarray(dataset.tokens_NxL, np.int32), (num_samples,) + dataset.tokens_NxL.shape[1:]
+    scorer = make_scorer(setup.graphdef, setup.mesh, strategy)
+    pool_NxL = sharding.to_host(setup.tokens_NxL)
+    tokens = sharding.put_replicated(
+        np.resize(pool_NxL, (num_samples, pool_NxL.shape[1])), setup.mesh
     )
-    tokens = sharding.put_replicated(tokens_NxL, mesh)
+    params_S = setup.state["params"]
     start = time.perf_counter()
     _block(scorer(params_S, tokens))
     warmup_s = time.perf_counter() - start
@@ -251,7 +278,8 @@ def time_scoring(
         out = scorer(params_S, tokens)
     _block(out)
     seconds = (time.perf_counter() - start) / repeats
-    num_models = jax.tree.leaves(params_S)[0].shape[0]
+    num_models = setup.in_idx_SxM.shape[0]
+    logging.info("score %s: %.1f samples/s", strategy, num_samples / seconds)
     return {
         "strategy": strategy,
         "num_models": num_models,
@@ -310,58 +338,30 @@ def time_attacks(
 
 
 def run_benchmark(cfg: ExperimentConfig, settings: BenchmarkSettings = BenchmarkSettings()) -> dict:
-    """Measures training, scoring and attacks for ``cfg``; returns a JSON-ready dict."""
+    """Measures the stages of ``settings`` for ``cfg``; returns a JSON-ready dict."""
+    unknown = set(settings.stages) - set(STAGES)
+    if unknown:
+        raise ConfigError(f"unknown benchmark stage(s) {sorted(unknown)}; known: {STAGES}")
+    for label in settings.strategies:
+        parse_strategy(label)
     load_before = os.getloadavg()
     device = jax.devices()[0]
     peak_flops, peak_source = device_peak_flops(
         device.device_kind, cfg.model.compute_dtype, settings.peak_tflops
     )
-    # MFU is per device: the peak of the devices the mesh uses.
-    mesh_devices = sharding.make_mesh(cfg.num_shadow_models).size
-    total_peak = peak_flops * mesh_devices if peak_flops else None
     dataset = load_dataset(cfg.data)
+    flops_per_token = count_flops_per_token(cfg.model, dataset.vocab_size, dataset.seq_len)
     chunk_steps = settings.chunk_steps or cfg.train.log_every
     auto = auto_label(cfg)
-    labels = list(dict.fromkeys(settings.strategies))
-    for label in labels:
-        parse_strategy(label)
-    if auto not in labels:
-        labels.append(auto)
-
-    rows, ctx = time_training(
-        cfg,
-        dataset,
-        labels,
-        chunk_steps=chunk_steps,
-        timed_chunks=settings.timed_chunks,
-        peak_flops=total_peak,
-    )
-    training_peak = peak_memory_bytes()
-    num_score = min(
-        settings.score_samples or int(cfg.score.get("batch_size", 256)), cfg.data.num_samples
-    )
-    scoring = time_scoring(
-        ctx["graphdef"],
-        ctx["params"],
-        ctx["mesh"],
-        dataset,
-        resolve_strategy(cfg.train.strategy),
-        num_score,
-        settings.score_repeats,
-    )
-    attacks = time_attacks(
-        settings.attack_shape, settings.attacks, settings.attack_bootstrap, settings.seed
-    )
-    return {
+    result = {
         "jax_version": jax.__version__,
         "device": {
             "platform": device.platform,
             "device_kind": device.device_kind,
-            "num_devices": mesh_devices,
+            "num_devices": sharding.make_mesh(cfg.num_shadow_models).size,
             "peak_flops_per_device": peak_flops,
             "peak_source": peak_source,
         },
-        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "config": {
             "num_shadow_models": cfg.num_shadow_models,
             "num_samples": cfg.data.num_samples,
@@ -370,25 +370,51 @@ def run_benchmark(cfg: ExperimentConfig, settings: BenchmarkSettings = Benchmark
             "embed_dim": cfg.model.embed_dim,
             "batch_size": cfg.train.batch_size,
             "compute_dtype": cfg.model.compute_dtype,
-            "params_per_model": ctx["params_per_model"],
-            "flops_per_token": ctx["flops_per_token"],
+            "flops_per_token": flops_per_token,
             "chunk_steps": chunk_steps,
             "timed_chunks": settings.timed_chunks,
         },
-        "training": rows,
-        "auto": {
-            "resolves_to": auto,
-            "speedup_vs_loop": rows[auto].get("speedup_vs_loop"),
-        },
-        "scoring": scoring,
-        "attacks": attacks,
-        "memory": {
-            "peak_bytes_in_use": training_peak,
-            "peak_bytes_per_model": None
-            if training_peak is None
-            else training_peak / cfg.num_shadow_models,
-        },
     }
+    if "train" in settings.stages or "score" in settings.stages:
+        setup = _setup(cfg, dataset)
+        result["config"]["params_per_model"] = num_params(setup.state["params"]) // (
+            cfg.num_shadow_models
+        )
+    if "train" in settings.stages:
+        # MFU against the peak of every device the mesh uses.
+        mesh_peak = peak_flops * setup.mesh.size if peak_flops else None
+        labels = list(dict.fromkeys(settings.strategies)) + [auto]
+        rows = time_training(
+            setup,
+            list(dict.fromkeys(labels)),
+            chunk_steps=chunk_steps,
+            timed_chunks=settings.timed_chunks,
+            flops_per_token=flops_per_token,
+            peak_flops=mesh_peak,
+        )
+        peak_bytes = peak_memory_bytes()
+        result["training"] = rows
+        result["auto"] = {"resolves_to": auto, "speedup_vs_loop": rows[auto].get("speedup_vs_loop")}
+        result["memory"] = {
+            "peak_bytes_in_use": peak_bytes,
+            "peak_bytes_per_model": None
+            if peak_bytes is None
+            else peak_bytes / cfg.num_shadow_models,
+        }
+    if "score" in settings.stages:
+        num_score = settings.score_samples or int(cfg.score.get("batch_size", 256))
+        result["scoring"] = time_scoring(
+            setup,
+            resolve_strategy(cfg.train.strategy),
+            min(num_score, cfg.data.num_samples),
+            settings.score_repeats,
+        )
+    if "attack" in settings.stages:
+        result["attacks"] = time_attacks(
+            settings.attack_shape, settings.attacks, settings.attack_bootstrap, settings.seed
+        )
+    result["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
+    return result
 
 
 def json_ready(value):
@@ -422,28 +448,28 @@ def _flops(value: float | None) -> str:
 
 
 def format_table(result: dict) -> str:
-    """One markdown table: a row per training strategy, then scoring and attacks."""
+    """A two-line header and one markdown table: a row per training strategy, scoring, attacks."""
     dev, cfg = result["device"], result["config"]
+    load = result["load_average"]
     header = (
         f"{dev['device_kind']} x{dev['num_devices']} ({dev['platform']}, jax "
         f"{result['jax_version']}), peak {_flops(dev['peak_flops_per_device'])} per device "
-        f"({dev['peak_source']}); load {result['load_average']['before'][0]:.2f} -> "
-        f"{result['load_average']['after'][0]:.2f}\n"
+        f"({dev['peak_source']}); 1-min load {load['before'][0]:.2f} -> {load['after'][0]:.2f}\n"
         f"S={cfg['num_shadow_models']} N={cfg['num_samples']} L={cfg['seq_len']} "
         f"layers={cfg['num_layers']} width={cfg['embed_dim']} B={cfg['batch_size']} "
-        f"{cfg['compute_dtype']}, {_si(cfg['params_per_model'])} params and "
+        f"{cfg['compute_dtype']}, {_si(cfg.get('params_per_model'))} params and "
         f"{_si(cfg['flops_per_token'])} FLOP/token per model; "
-        f"{cfg['timed_chunks']} x {cfg['chunk_steps']} steps timed; "
-        f"auto -> {result['auto']['resolves_to']}\n\n"
+        f"{cfg['timed_chunks']} x {cfg['chunk_steps']} steps timed per strategy\n\n"
     )
     columns = ["stage", "strategy", "tokens/s", "model-steps/s", "samples/s", "model FLOP/s"]
     columns += ["MFU", "x loop", "seconds", "peak mem/model"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for label, row in result["training"].items():
+    auto = result.get("auto", {}).get("resolves_to")
+    for label, row in result.get("training", {}).items():
         mem = row["peak_bytes_per_model"]
         cells = [
             "train",
-            label + (" (auto)" if label == result["auto"]["resolves_to"] else ""),
+            label + (" (= auto)" if label == auto else ""),
             _si(row["tokens_per_s"]),
             _num(row["model_steps_per_s"], ".1f"),
             "",
@@ -454,15 +480,19 @@ def format_table(result: dict) -> str:
             "n/a" if mem is None else f"{mem / 2**20:.1f} MiB",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    sc = result["scoring"]
-    lines.append(
-        f"| score | {sc['strategy']} (N={sc['num_samples']}, S={sc['num_models']}) | | | "
-        f"{sc['samples_per_s']:.1f} | | | | {sc['seconds']:.3f} | |"
-    )
-    at = result["attacks"]
-    shape = "x".join(str(n) for n in at["shape"])
-    lines.append(
-        f"| attacks | {len(at['per_attack_s'])} attacks, S x N x L = {shape}, LOO | | | | | | | "
-        f"{at['seconds']:.2f} | |"
-    )
+    if "scoring" in result:
+        sc = result["scoring"]
+        lines.append(
+            f"| score | {sc['strategy']}, batch N={sc['num_samples']} x S={sc['num_models']} | | | "
+            f"{sc['samples_per_s']:.1f} | | | | {sc['seconds']:.3f} | |"
+        )
+    if "attacks" in result:
+        at = result["attacks"]
+        shape = "x".join(str(n) for n in at["shape"])
+        slowest = max(at["per_attack_s"].items(), key=lambda item: item[1], default=None)
+        note = f"; slowest {slowest[0]} {slowest[1]:.1f} s" if slowest else ""
+        lines.append(
+            f"| attacks | {len(at['per_attack_s'])} attacks, LOO over all S, S x N x L = "
+            f"{shape}{note} | | | | | | | {at['seconds']:.2f} | |"
+        )
     return header + "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 
 import jax
-from absl import flags, logging
+from absl import app, flags, logging
 
 from seqmia_jax.config import ConfigError, from_config_dict
 
@@ -28,12 +28,16 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 def init_runtime() -> None:
     """Starts jax.distributed when asked to, then logs the devices."""
     if _COORDINATOR.value:
+        if _NUM_PROCESSES.value is None or _PROCESS_ID.value is None:
+            raise app.UsageError("--coordinator_address needs --num_processes and --process_id")
+        _use_cpu_collectives()
         jax.distributed.initialize(
             coordinator_address=_COORDINATOR.value,
             num_processes=_NUM_PROCESSES.value,
             process_id=_PROCESS_ID.value,
         )
     elif _DISTRIBUTED.value == "auto":
+        _use_cpu_collectives()
         jax.distributed.initialize()
     logging.info(
         "process %d/%d, %d local / %d global devices: %s",
@@ -43,6 +47,17 @@ def init_runtime() -> None:
         jax.device_count(),
         jax.devices()[0].device_kind,
     )
+
+
+def _use_cpu_collectives() -> None:
+    """Cross-process collectives for CPU devices (gloo), unless chosen already.
+
+    Without them, a computation over the devices of several CPU processes fails.
+    jax 0.10 already defaults to gloo; older versions defaulted to none. The
+    setting only affects the CPU backend, so it is harmless on GPU and TPU.
+    """
+    if jax.config.values.get("jax_cpu_collectives_implementation") in (None, "", "none"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 
 def typed_config(config_dict):

@@ -12,6 +12,9 @@ Writes memory-mappable ``stats/<name>.npy`` arrays of shape S x N x L (float32):
 
 The stage is resumable: samples are scored in chunks, and ``stats/progress.json``
 records how many are complete only after their rows are flushed to disk.
+
+In a multi-process run every process scores its own models; the statistics
+are gathered to every process and process 0 alone writes them.
 """
 
 import time
@@ -124,7 +127,9 @@ def score(
         progress = read_json(progress_path)
         if progress.get("train") == train_done and progress.get("batch") == batch:
             start = int(progress["samples_done"])
-    is_writer = jax.process_index() == 0
+    # Every process must run the same batches: process 0, the writer, decides.
+    start = int(sharding.from_primary(np.int32(start)))
+    is_writer = sharding.is_primary()
     stats = (
         _open_stats(wd.stats, (num_models, num_samples, seq_len), fresh=start == 0)
         if is_writer
@@ -156,9 +161,14 @@ def score(
         )
         if stop_after_samples is not None and hi >= stop_after_samples and hi < num_samples:
             return {"samples_done": hi, "finished": False}
-    for name in STATISTICS:
-        if is_writer and not np.all(np.isfinite(stats[name][:])):
-            raise WorkdirError(f"{wd.stats / name}.npy holds non-finite values")
+    bad = [name for name in STATISTICS if is_writer and not np.all(np.isfinite(stats[name][:]))]
+    # Only process 0 holds the files; all processes fail together.
+    num_bad = int(sharding.from_primary(np.int32(len(bad))))
+    if num_bad:
+        raise WorkdirError(
+            f"{wd.stats} holds non-finite values in "
+            + (", ".join(f"{name}.npy" for name in bad) or f"{num_bad} statistic(s)")
+        )
     seconds = time.time() - t0
     done = {
         "train": train_done,
@@ -172,4 +182,6 @@ def score(
             np.save(wd.path / "text_bytes.npy", tokens_NxL.astype(np.uint8))
         write_json(done_path, done)
         progress_path.unlink(missing_ok=True)
+    # A stage that follows in the same program (attacks) must see stats/done.json.
+    sharding.barrier("score.done")
     return done

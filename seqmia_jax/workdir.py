@@ -122,15 +122,24 @@ class Workdir:
     results = property(lambda self: self.path / "results")
 
     def bind(self, cfg: ExperimentConfig, fingerprint: dict) -> None:
-        """Creates the directory for ``cfg``, or checks that it was made for ``cfg``."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        new = {"config": to_dict(cfg), "dataset": fingerprint}
-        if not self.config_json.exists():
-            write_json(
-                self.config_json,
-                {**new, "versions": _versions(), "git": _git_hash(), "created": time.time()},
-            )
-            return
+        """Creates the directory for ``cfg``, or checks that it was made for ``cfg``.
+
+        In a multi-process run every process must call it: process 0 creates the
+        directory, and after a barrier every process checks the same config.json,
+        so a mismatch fails everywhere instead of leaving some processes waiting.
+        """
+        from seqmia_jax.ensemble.sharding import barrier, is_primary
+
+        # Compare what a JSON round trip keeps (tuples become lists).
+        new = json.loads(json.dumps({"config": to_dict(cfg), "dataset": fingerprint}, default=str))
+        if is_primary():
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not self.config_json.exists():
+                write_json(
+                    self.config_json,
+                    {**new, "versions": _versions(), "git": _git_hash(), "created": time.time()},
+                )
+        barrier("workdir.bind")
         old = read_json(self.config_json)
         if "config" not in old or "dataset" not in old:
             raise WorkdirError(f"{self.config_json} is corrupt: no 'config' or 'dataset' entry")
@@ -144,8 +153,8 @@ class Workdir:
             for k, v in identity(new["config"]).items()
             if k not in identity(old["config"])
         ]
-        if old["dataset"] != fingerprint:
-            diffs.append(f"  dataset fingerprint: {old['dataset']} before, {fingerprint} now")
+        if old["dataset"] != new["dataset"]:
+            diffs.append(f"  dataset fingerprint: {old['dataset']} before, {new['dataset']} now")
         if diffs:
             raise WorkdirError(
                 f"work directory {self.path} was made with a different config or dataset:\n"

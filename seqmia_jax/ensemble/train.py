@@ -116,12 +116,18 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def load_or_make_membership(cfg: ExperimentConfig, wd: Workdir) -> np.ndarray:
+    """keep_SxN from the work directory, or made from the seed and saved by process 0.
+
+    Every process computes the same keep_SxN from the seed, so no process waits
+    for another's file; all processes have passed ``bind``'s barrier, so none can
+    see the file of this run half-way (it is renamed into place anyway).
+    """
     if wd.membership.exists():
         keep_SxN = np.load(wd.membership)
         membership.check_membership(keep_SxN, str(wd.membership))
         return keep_SxN
     keep_SxN = membership.make_membership(cfg.num_shadow_models, cfg.data.num_samples, cfg.seed)
-    if jax.process_index() == 0:
+    if sharding.is_primary():
         tmp = wd.membership.with_suffix(".tmp.npy")
         np.save(tmp, keep_SxN)
         tmp.replace(wd.membership)
@@ -169,7 +175,8 @@ def train(
     step = ckpt.latest_step() or 0
     if step:
         state = ckpt.restore(step, state)
-        _truncate_metrics(wd.metrics, step)
+        if sharding.is_primary():
+            _truncate_metrics(wd.metrics, step)
         logging.info("resuming from the checkpoint at step %d of %d", step, total)
 
     tokens_NxL = sharding.put_replicated(np.asarray(dataset.tokens_NxL, np.int32), mesh)
@@ -221,7 +228,7 @@ def train(
             record["tokens_per_s"],
             record["eta_s"],
         )
-        if jax.process_index() == 0:
+        if sharding.is_primary():
             with wd.metrics.open("a") as f:
                 f.write(json.dumps(record) + "\n")
         if step % ckpt_every == 0 or step == total or step == stop_after_steps:
@@ -238,8 +245,10 @@ def train(
         "num_devices": mesh.size,
         "seconds": time.time() - start_time,
     }
-    if jax.process_index() == 0:
+    if sharding.is_primary():
         write_json(wd.train_done, summary)
+    # A stage that follows in the same program (scoring) must see train_done.json.
+    sharding.barrier("train.done")
     return summary
 
 
