@@ -458,8 +458,13 @@ def format_table(result: dict) -> str:
         f"S={cfg['num_shadow_models']} N={cfg['num_samples']} L={cfg['seq_len']} "
         f"layers={cfg['num_layers']} width={cfg['embed_dim']} B={cfg['batch_size']} "
         f"{cfg['compute_dtype']}, {_si(cfg.get('params_per_model'))} params and "
-        f"{_si(cfg['flops_per_token'])} FLOP/token per model; "
-        f"{cfg['timed_chunks']} x {cfg['chunk_steps']} steps timed per strategy\n\n"
+        f"{_si(cfg['flops_per_token'])} FLOP/token per model"
+        + (
+            f"; {cfg['timed_chunks']} x {cfg['chunk_steps']} steps timed per strategy"
+            if "training" in result
+            else ""
+        )
+        + "\n\n"
     )
     columns = ["stage", "strategy", "tokens/s", "model-steps/s", "samples/s", "model FLOP/s"]
     columns += ["MFU", "x loop", "seconds", "peak mem/model"]

@@ -1,0 +1,41 @@
+"""Diagnostics of a scored work directory: correlations, shift SNR, cross-sample leakage.
+
+python -m experiments.diagnose --workdir=runs/kjv_gpt [--statistics=loss,logit]
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+from seqmia_jax import analysis, launch
+from seqmia_jax.workdir import write_json
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Scored work directory.", required=True)
+_STATISTICS = flags.DEFINE_list("statistics", ["loss", "logit"], "Statistics to diagnose.")
+
+
+def main(argv):
+    del argv
+
+    def run():
+        wd = Path(_WORKDIR.value)
+        keep = np.load(wd / "membership.npy")
+        text = wd / "text_bytes.npy"
+        tokens = np.load(text) if text.exists() else None
+        report = {
+            name: analysis.diagnose(
+                np.load(wd / "stats" / f"{name}.npy", mmap_mode="r"), keep, tokens
+            )
+            for name in _STATISTICS.value
+        }
+        (wd / "results").mkdir(exist_ok=True)
+        write_json(wd / "results" / "diagnostics.json", report)
+        print(json.dumps(report, indent=1))
+
+    launch.run_cleanly(run)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,188 @@
+"""Diagnostics that explain when sequence-aware attacks can beat univariate LiRA.
+
+Legend: S shadow models, N samples, L positions, K shadows on one side.
+
+All measures read cached statistics only (``stats/<statistic>.npy`` and
+``membership.npy``) and use every model, so they describe the data, not one
+target's fit:
+
+- ``correlation``: structure of the OUT residuals (per-sample OUT means
+  removed), pooled over samples: mean off-diagonal correlation, lag-1
+  correlation, top eigenvalue of the L x L correlation, and the same for IN.
+- ``shift_snr``: per-token IN-OUT mean shifts d[n, l] against their estimation
+  noise var_in/k_in + var_out/k_out. ``signal_var = var(d) - mean(noise)`` is
+  the spread of true per-token shifts; the empirical-Bayes weight
+  ``signal_var / var(d)`` says how much of an estimated per-token shift is real.
+- ``shift_profile``: the mean shift against the OUT level, in deciles, and its
+  correlation with it (shifts that follow a global profile can be shared
+  across samples instead of estimated per sample).
+- ``cross_sample``: for text, how much of a sample's OUT variance is explained
+  by how many of its n-grams a shadow saw in *other* IN samples.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Moments:
+    """Per-sample, per-position IN and OUT means, variances and counts."""
+
+    mean_in_NxL: np.ndarray
+    mean_out_NxL: np.ndarray
+    var_in_NxL: np.ndarray
+    var_out_NxL: np.ndarray
+    k_in_N: np.ndarray
+    k_out_N: np.ndarray
+
+
+def moments(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, chunk: int = 2048) -> Moments:
+    """IN/OUT moments over all shadows (ddof=1), streamed over N."""
+    num_models, num_samples, seq_len = stats_SxNxL.shape
+    out = {k: np.empty((num_samples, seq_len)) for k in ("mi", "mo", "vi", "vo")}
+    for lo in range(0, num_samples, chunk):
+        x = np.asarray(stats_SxNxL[:, lo : lo + chunk], np.float64)
+        w_in = keep_SxN[:, lo : lo + chunk, None].astype(np.float64)
+        for side, w in (("i", w_in), ("o", 1.0 - w_in)):
+            k = w.sum(0)
+            m = (w * x).sum(0) / k
+            out[f"m{side}"][lo : lo + chunk] = m
+            out[f"v{side}"][lo : lo + chunk] = (w * (x - m) ** 2).sum(0) / (k - 1)
+    k_in = keep_SxN.sum(0).astype(np.float64)
+    return Moments(out["mi"], out["mo"], out["vi"], out["vo"], k_in, num_models - k_in)
+
+
+def _pooled_correlation(
+    stats_SxNxL, keep_SxN, mean_NxL, side: bool, max_samples: int
+) -> np.ndarray:
+    idx = np.linspace(0, stats_SxNxL.shape[1] - 1, min(max_samples, stats_SxNxL.shape[1])).astype(
+        int
+    )
+    x = np.asarray(stats_SxNxL[:, idx], np.float64) - mean_NxL[idx]
+    w = (keep_SxN[:, idx] == side)[..., None]
+    r = (x * w).reshape(-1, x.shape[-1])[w.reshape(-1)]
+    cov = r.T @ r / len(r)
+    sd = np.sqrt(np.diag(cov))
+    return cov / np.outer(sd, sd)
+
+
+def correlation_summary(corr_LxL: np.ndarray) -> dict:
+    seq_len = corr_LxL.shape[0]
+    off = corr_LxL[~np.eye(seq_len, dtype=bool)]
+    return {
+        "mean_offdiag": float(off.mean()),
+        "mean_abs_offdiag": float(np.abs(off).mean()),
+        "lag1": float(np.mean(np.diag(corr_LxL, 1))),
+        "top_eigenvalue": float(np.linalg.eigvalsh(corr_LxL)[-1]),
+        "seq_len": seq_len,
+    }
+
+
+def shift_snr(m: Moments) -> dict:
+    d = m.mean_in_NxL - m.mean_out_NxL
+    noise = m.var_in_NxL / m.k_in_N[:, None] + m.var_out_NxL / m.k_out_N[:, None]
+    # Spread of shifts across tokens within a sample (the sample's mean shift removed):
+    # that is what per-token modelling must estimate beyond univariate LiRA.
+    d_within = d - d.mean(1, keepdims=True)
+    total = float(d_within.var())
+    noise_within = float(noise.mean() * (1 - 1 / d.shape[1]))
+    signal = total - noise_within
+    return {
+        "mean_shift": float(d.mean()),
+        "per_sample_mean_shift_sd": float(d.mean(1).std()),
+        "within_sample_shift_var": total,
+        "within_sample_noise_var": noise_within,
+        "within_sample_signal_var": signal,
+        "eb_weight": float(max(signal, 0.0) / total) if total > 0 else 0.0,
+    }
+
+
+def shift_profile(m: Moments, bins: int = 10) -> dict:
+    d = (m.mean_in_NxL - m.mean_out_NxL).ravel()
+    level = m.mean_out_NxL.ravel()
+    sd_out = np.sqrt(m.var_out_NxL).ravel()
+    edges = np.quantile(level, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, bins - 1)
+    rows = [
+        {
+            "out_level": float(level[which == b].mean()),
+            "mean_shift": float(d[which == b].mean()),
+            "out_sd": float(sd_out[which == b].mean()),
+            "shift_over_sd": float((d[which == b] / np.maximum(sd_out[which == b], 1e-12)).mean()),
+        }
+        for b in range(bins)
+    ]
+    return {"corr_shift_level": float(np.corrcoef(d, level)[0, 1]), "deciles": rows}
+
+
+def ngram_overlap_NxN(tokens_NxL: np.ndarray, n: int = 8):
+    """Sparse N x N counts of shared n-grams between distinct samples (scipy.sparse CSR)."""
+    import scipy.sparse as sp
+
+    num_samples, seq_len = tokens_NxL.shape
+    grams = np.lib.stride_tricks.sliding_window_view(tokens_NxL.astype(np.uint8), n, axis=1)
+    keys = np.ascontiguousarray(grams).view(np.dtype((np.void, n))).reshape(num_samples, -1)
+    _, gram_id = np.unique(keys.ravel(), return_inverse=True)
+    rows = np.repeat(np.arange(num_samples), keys.shape[1])
+    incidence = sp.csr_matrix(
+        (np.ones(len(rows), np.float64), (rows, gram_id.ravel())),
+        shape=(num_samples, gram_id.max() + 1),
+    )
+    incidence.data[:] = 1.0  # a gram counted once per sample
+    incidence.sum_duplicates()
+    incidence.data[:] = 1.0
+    shared = (incidence @ incidence.T).tocsr()
+    shared.setdiag(0)
+    shared.eliminate_zeros()
+    return shared
+
+
+def cross_sample_leakage(
+    stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, tokens_NxL: np.ndarray, n: int = 8
+) -> dict:
+    """Share of a sample's OUT-shadow variance explained by n-grams seen in other IN samples.
+
+    Covariate c[s, n] = sum over other samples m of shared_grams(n, m) * keep[s, m].
+    Within each sample, over its OUT shadows, the mean statistic is regressed on
+    c (both centred per sample); the pooled R^2 is reported.
+    """
+    shared = ngram_overlap_NxN(tokens_NxL, n)
+    c_SxN = np.asarray((shared @ keep_SxN.T.astype(np.float64)).T)
+    a_SxN = np.asarray(stats_SxNxL, np.float64).mean(-1)
+    out = ~keep_SxN
+    k = out.sum(0)
+    a_c = np.where(out, a_SxN - (a_SxN * out).sum(0) / k, 0.0)
+    c_c = np.where(out, c_SxN - (c_SxN * out).sum(0) / k, 0.0)
+    sxy, sxx, syy = (a_c * c_c).sum(), (c_c**2).sum(), (a_c**2).sum()
+    has_overlap = (shared.sum(1).A1 > 0).mean()
+    return {
+        "ngram": n,
+        "fraction_samples_sharing": float(has_overlap),
+        "mean_shared_grams_per_in_shadow": float(c_SxN.mean()),
+        "pooled_corr": float(sxy / np.sqrt(sxx * syy)) if sxx > 0 else 0.0,
+        "r2_out_variance": float(sxy**2 / (sxx * syy)) if sxx > 0 else 0.0,
+    }
+
+
+def diagnose(
+    stats_SxNxL: np.ndarray,
+    keep_SxN: np.ndarray,
+    tokens_NxL: np.ndarray | None = None,
+    max_corr_samples: int = 2000,
+) -> dict:
+    """All diagnostics of one statistic."""
+    m = moments(stats_SxNxL, keep_SxN)
+    report = {
+        "correlation_out": correlation_summary(
+            _pooled_correlation(stats_SxNxL, keep_SxN, m.mean_out_NxL, False, max_corr_samples)
+        ),
+        "correlation_in": correlation_summary(
+            _pooled_correlation(stats_SxNxL, keep_SxN, m.mean_in_NxL, True, max_corr_samples)
+        ),
+        "shift_snr": shift_snr(m),
+        "shift_profile": shift_profile(m),
+    }
+    if tokens_NxL is not None:
+        report["cross_sample"] = cross_sample_leakage(stats_SxNxL, keep_SxN, tokens_NxL)
+    return report
