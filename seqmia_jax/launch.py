@@ -24,6 +24,12 @@ _COORDINATOR = flags.DEFINE_string(
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
+# How long a finished process waits at exit for the others (jax's default is
+# 300 s, after which every process aborts). Host-only stages (attacks, report)
+# run on process 0 alone while the others wait here; a process that dies is
+# still detected at once by the coordination service's heartbeat.
+_SHUTDOWN_TIMEOUT_S = 24 * 3600
+
 
 def init_runtime() -> None:
     """Starts jax.distributed when asked to, then logs the devices."""
@@ -35,10 +41,11 @@ def init_runtime() -> None:
             coordinator_address=_COORDINATOR.value,
             num_processes=_NUM_PROCESSES.value,
             process_id=_PROCESS_ID.value,
+            shutdown_timeout_seconds=_SHUTDOWN_TIMEOUT_S,
         )
     elif _DISTRIBUTED.value == "auto":
         _use_cpu_collectives()
-        jax.distributed.initialize()
+        jax.distributed.initialize(shutdown_timeout_seconds=_SHUTDOWN_TIMEOUT_S)
     logging.info(
         "process %d/%d, %d local / %d global devices: %s",
         jax.process_index(),

@@ -67,17 +67,22 @@ def complementary_pairs(keep_SxN: np.ndarray) -> np.ndarray:
 
 
 def shadow_subset(keep_SxN: np.ndarray, target: int, num_shadows: int) -> np.ndarray:
-    """The target followed by ``num_shadows`` other models, as whole complementary pairs.
+    """Models for evaluating ``target`` with ``num_shadows`` shadows: whole complementary pairs.
 
-    Whole pairs keep every sample IN for exactly half of the chosen shadows, so
-    the target's leave-one-out fit sees equal IN and OUT counts. The target's
-    own partner is never among them, so at most S - 2 shadows are available.
+    Returns the target, its partner, then ``num_shadows / 2`` other pairs. Every
+    sample is then IN for exactly half of the chosen models, as in the full
+    design, so the attacks' leave-one-out fit for the target uses
+    ``num_shadows / 2`` shadows on each side (one model per side is left out to
+    keep the counts equal). At most S - 2 shadows are available.
     """
-    pairs = [p for p in complementary_pairs(keep_SxN) if target not in p]
-    if num_shadows % 2 or not 2 <= num_shadows <= 2 * len(pairs):
+    pairs = complementary_pairs(keep_SxN)
+    own = [p for p in pairs if target in p]
+    others = [p for p in pairs if target not in p]
+    if num_shadows % 2 or not 2 <= num_shadows <= 2 * len(others):
         raise ConfigError(
-            f"num_shadows must be even and between 2 and {2 * len(pairs)} for "
+            f"num_shadows must be even and between 2 and {2 * len(others)} for "
             f"S={keep_SxN.shape[0]}; got {num_shadows}"
         )
-    chosen = np.concatenate(pairs[: num_shadows // 2])
-    return np.concatenate([[target], chosen]).astype(np.int64)
+    partner = [m for m in own[0] if m != target]
+    chosen = np.concatenate(others[: num_shadows // 2])
+    return np.concatenate([[target], partner, chosen]).astype(np.int64)

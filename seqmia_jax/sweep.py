@@ -86,7 +86,7 @@ def _evaluate_subsampled(train_dir: Path, settings: dict, num_shadows: int) -> d
         for spec, rows in pooled.items()
     }
     return {
-        "num_models": num_shadows + 1,
+        "num_models": num_shadows + 2,
         "num_shadows": num_shadows,
         "num_samples": inputs.num_samples,
         "targets": targets_T.tolist(),

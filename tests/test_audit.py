@@ -111,6 +111,6 @@ def test_shadow_count_sweep_reuses_the_trained_models(text_run, tmp_path, monkey
     monkeypatch.setattr(train_lib, "init_ensemble", lambda *a, **k: pytest.fail("retrained"))
     rows = run_sweep(raw, points, tmp_path)
     assert {r["attack"] for r in rows} == {"lira", "seq:cov=pooled"}
-    assert sorted({r["num_models"] for r in rows}) == [5, 7]
+    assert sorted({r["num_models"] for r in rows}) == [6, 8]
     assert (tmp_path / "sweep.csv").is_file() and (tmp_path / "sweep.png").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("train-")] == [train_dir.name]

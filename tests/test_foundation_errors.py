@@ -60,3 +60,14 @@ def test_corrupt_workdir_is_refused(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(WorkdirError, match="corrupt"):
         train(tiny_config(), tmp_path)
+
+
+def test_shadow_subset_is_balanced_and_excludes_nothing_needed():
+    keep = membership.make_membership(16, 200, seed=3)
+    for target in (0, 5):
+        models = membership.shadow_subset(keep, target, 6)
+        assert models[0] == target and len(set(models.tolist())) == 8
+        sub = keep[models]
+        assert np.all(sub.sum(0) == 4)  # every sample IN for exactly half of the chosen models
+    with pytest.raises(ConfigError, match="num_shadows"):
+        membership.shadow_subset(keep, 0, 16)

@@ -7,7 +7,9 @@ marginal, R pooled residual rows.
 - Correlation estimates from pooled cross-products, shrunk towards the
   identity (i.e. the covariance towards its diagonal) by OAS, Ledoit-Wolf or a
   fixed intensity.
-- Cholesky with a jitter fallback; no explicit inverse anywhere.
+- Cholesky with an in-graph jitter fallback; no explicit inverse anywhere.
+- Everything here is pure, so the attacks trace it into one jitted,
+  target-vmapped program.
 - Chain-rule log densities: with C = chol chol^T and w = chol^-1 z,
   log N(z; 0, C) = sum_l [-w_l^2 / 2 - log chol_ll - log(2 pi) / 2], where
   term l is log p(z_l | z_<l). These terms are the per-position evidence.
@@ -54,59 +56,80 @@ def correlation_from_cross(cross_LxL, dof_LxL):
     return corr, std_L, present_L
 
 
-def shrinkage_intensity(corr_LxL, present_L, n_eff: float, method, fourth: float | None):
-    """Shrinkage towards I of a correlation matrix estimated from n_eff residual dof.
+def shrinkage_intensity(corr_LxL, present_L, n_eff, method, fourth):
+    """Shrinkage towards I of a correlation matrix estimated from n_eff residual dof (pure).
 
     OAS (Chen et al. 2010) needs only second moments. Ledoit-Wolf needs
     ``fourth`` = sum over residual vectors of ||z||^4, with z standardized so
-    that sum z z^T = n_eff * corr.
+    that sum z z^T = n_eff * corr. ``method`` is static: a name or a float.
     """
     if not isinstance(method, str):
-        return float(method)
-    p = float(np.sum(np.asarray(present_L)))
-    off2 = float(jnp.sum((corr_LxL - jnp.eye(corr_LxL.shape[0])) ** 2))
-    if off2 <= 0.0 or p < 2:
-        return 1.0
+        return jnp.asarray(float(method), dtype=corr_LxL.dtype)
+    p = jnp.sum(present_L).astype(corr_LxL.dtype)
+    off2 = jnp.sum((corr_LxL - jnp.eye(corr_LxL.shape[0])) ** 2)
+    degenerate = (off2 <= 0.0) | (p < 2)
+    p = jnp.where(degenerate, 2.0, p)
+    off2 = jnp.where(degenerate, 1.0, off2)
     tr2 = p + off2
     if method == "oas":
-        num = (1.0 - 2.0 / p) * tr2 + p * p
-        den = (n_eff + 1.0 - 2.0 / p) * off2
-        return float(min(1.0, num / den))
-    beta = (fourth / n_eff - tr2) / n_eff
-    return float(min(max(beta, 0.0), off2) / off2)
+        rho = jnp.minimum(1.0, ((1.0 - 2.0 / p) * tr2 + p * p) / ((n_eff + 1.0 - 2.0 / p) * off2))
+    else:
+        beta = (fourth / n_eff - tr2) / n_eff
+        rho = jnp.minimum(jnp.maximum(beta, 0.0), off2) / off2
+    return jnp.where(degenerate, 1.0, rho)
 
 
-def shrink(corr_LxL, rho: float):
+def shrunk_correlation(cross_LxL, dof_LxL, method, fourth=None):
+    """(shrunk correlation, std_L, rho) from pairwise-complete cross-products (pure)."""
+    corr, std_L, present_L = correlation_from_cross(cross_LxL, dof_LxL)
+    n_eff = jnp.sum(jnp.where(present_L, jnp.diag(dof_LxL), 0.0)) / jnp.maximum(
+        jnp.sum(present_L), 1
+    )
+    rho = shrinkage_intensity(corr, present_L, n_eff, method, fourth)
+    return shrink(corr, rho), std_L, rho
+
+
+def shrink(corr_LxL, rho):
     eye = jnp.eye(corr_LxL.shape[0])
     return (1.0 - rho) * corr_LxL + rho * eye
 
 
-_cholesky = jax.jit(lambda a: jnp.linalg.cholesky(a))
+_MAX_JITTER_STEPS = 13  # jitter 10^-12 ... 10^0 times mean(diag)
 
 
-def cholesky_pd(a_LxL) -> tuple[jax.Array, float]:
-    """Cholesky factor, adding the smallest jitter 10^-k * mean(diag) that makes it finite."""
-    chol = _cholesky(a_LxL)
-    if bool(jnp.all(jnp.isfinite(chol))):
-        return chol, 0.0
-    scale = float(jnp.mean(jnp.diag(a_LxL)))
+def cholesky_pd(a_LxL) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Cholesky factor, adding the smallest jitter 10^-k * mean(diag) that makes it finite.
+
+    Pure and vmappable: returns (chol, jitter, ok); ``ok`` False means even the
+    largest jitter failed, which callers report as an error.
+    """
+    chol0 = jnp.linalg.cholesky(a_LxL)
+    scale = jnp.mean(jnp.diag(a_LxL))
     eye = jnp.eye(a_LxL.shape[0])
-    for k in range(12, -1, -1):
-        jitter = scale * 10.0 ** (-k)
-        chol = _cholesky(a_LxL + jitter * eye)
-        if bool(jnp.all(jnp.isfinite(chol))):
-            return chol, jitter
-    raise FloatingPointError("covariance is not positive definite even with jitter")
+
+    def cond(state):
+        step, _, ok = state
+        return (~ok) & (step < _MAX_JITTER_STEPS)
+
+    def body(state):
+        step = state[0] + 1
+        jitter = scale * 10.0 ** (step - _MAX_JITTER_STEPS).astype(a_LxL.dtype)
+        chol = jnp.linalg.cholesky(a_LxL + jitter * eye)
+        return step, chol, jnp.all(jnp.isfinite(chol))
+
+    step, chol, ok = jax.lax.while_loop(cond, body, (0, chol0, jnp.all(jnp.isfinite(chol0))))
+    jitter = jnp.where(
+        step > 0, scale * 10.0 ** (step - _MAX_JITTER_STEPS).astype(a_LxL.dtype), 0.0
+    )
+    return chol, jitter, ok
 
 
-@jax.jit
 def padded(a_LxL, present_L):
     """Matrix of the sub-vector on ``present_L``, identity on absent positions."""
     both = jnp.outer(present_L, present_L)
     return jnp.where(both, a_LxL, 0.0) + jnp.diag(jnp.where(present_L, 0.0, 1.0))
 
 
-@jax.jit
 def chain_terms(chol_LxL, z_BxL, extra_BxL, mask_BxL):
     """Per-position terms of log N(z; 0, chol chol^T) + extra, zero where masked."""
     w_BxL = solve_triangular(chol_LxL, z_BxL.T, lower=True).T
@@ -114,20 +137,17 @@ def chain_terms(chol_LxL, z_BxL, extra_BxL, mask_BxL):
     return jnp.where(mask_BxL, terms, 0.0)
 
 
-@jax.jit
 def diag_chain_terms(z_BxL, extra_BxL, mask_BxL):
     """``chain_terms`` with an identity factor, without the triangular solve."""
     return jnp.where(mask_BxL, -0.5 * z_BxL**2 + extra_BxL, 0.0)
 
 
-@jax.jit
 def diag_gls_terms(z_BxL, a_BxL, mask_BxL):
     """``gls_terms`` with an identity factor."""
     norm_B = jnp.sqrt(jnp.maximum(jnp.sum(a_BxL * a_BxL, axis=-1), 1e-300))
     return jnp.where(mask_BxL, a_BxL * z_BxL / norm_B[:, None], 0.0)
 
 
-@jax.jit
 def gls_terms(chol_LxL, z_BxL, a_BxL, mask_BxL):
     """Per-position parts of a^T C^-1 z / sqrt(a^T C^-1 a), the GLS shift statistic."""
     q_BxL = cho_solve((chol_LxL, True), a_BxL.T).T
@@ -146,23 +166,9 @@ def mask_patterns(mask_NxL: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     return patterns_UxL, [order[bounds[u] : bounds[u + 1]] for u in range(len(patterns_UxL))]
 
 
-def _bucket(n: int) -> int:
-    # Pad group sizes to powers of two so jit compiles O(log N) shapes only.
+def bucket(n: int) -> int:
+    """Pads group sizes to powers of two so jit compiles O(log N) shapes only."""
     return 1 << max(0, (n - 1).bit_length())
-
-
-def apply_by_pattern(fn, chol_for_pattern, groups, patterns_UxL, *arrays_NxL) -> jax.Array:
-    """Runs ``fn(chol, *rows)`` per mask pattern and scatters the N x L result back."""
-    num_samples, length = arrays_NxL[0].shape
-    out = jnp.zeros((num_samples, length))
-    for present_L, idx in zip(patterns_UxL, groups):
-        chol = chol_for_pattern(present_L)
-        pad = _bucket(len(idx))
-        idx_pad = np.concatenate([idx, np.full(pad - len(idx), idx[0])])
-        rows = [a[idx_pad] for a in arrays_NxL]
-        res = fn(chol, *rows)
-        out = out.at[idx].set(res[: len(idx)])
-    return out
 
 
 # ---------------------------------------------------------------- empirical marginals
@@ -177,12 +183,7 @@ def apply_by_pattern(fn, chol_for_pattern, groups, patterns_UxL, *arrays_NxL) ->
 
 def fit_marginal(u_RxL, w_RxL, num_knots: int = 512):
     """Tabulated CDF F_LxG at knots -B_l + j delta_l; returns (F_LxG, bound_L, delta_L)."""
-    return _fit_marginal(u_RxL, w_RxL, num_knots)
-
-
-@jax.jit
-def _fit_marginal_core(u_RxL, w_RxL, knots_G):
-    num_knots = knots_G.shape[0]
+    knots_G = jnp.arange(num_knots, dtype=u_RxL.dtype)
     n_L = jnp.maximum(jnp.sum(w_RxL, axis=0), 1.0)
     mean_L = jnp.sum(w_RxL * u_RxL, axis=0) / n_L
     sd_L = jnp.sqrt(jnp.sum(w_RxL * (u_RxL - mean_L) ** 2, axis=0) / n_L)
@@ -214,11 +215,6 @@ def _fit_marginal_core(u_RxL, w_RxL, knots_G):
     return (1.0 - alpha_L) * kde_LxG + alpha_L * gauss, bound_L, delta_L
 
 
-def _fit_marginal(u_RxL, w_RxL, num_knots):
-    return _fit_marginal_core(u_RxL, w_RxL, jnp.arange(num_knots, dtype=jnp.float64))
-
-
-@jax.jit
 def eval_marginal(cdf_LxG, bound_L, delta_L, u_BxL):
     """Normal score z = Phi^-1(F(u)) and log density log f(u) of the tabulated marginal."""
     num_knots = cdf_LxG.shape[1]

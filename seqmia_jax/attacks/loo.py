@@ -1,7 +1,7 @@
 """Leave-one-out sufficient statistics for the LiRA family.
 
-Legend: S shadow models, N samples, L positions, T targets, M samples in the
-covariance subset.
+Legend: S shadow models, N samples, L positions, T targets, B a block of
+targets, M samples in the covariance subset.
 
 One streaming pass over ``x_SxNxL`` (a float32 ``np.memmap`` is fine; it is read
 in chunks of samples and never copied whole to float64) keeps, per sample and
@@ -31,6 +31,9 @@ cancellation in sum-of-squares formulas.
 
 Masked positions (``mask_NxL`` False) are set to zero after centering and are
 excluded from every model by the callers' masks; they are never scored.
+
+The per-target functions (``loo_moments``, ``subset_weights``) are pure and
+traced inside the attacks' jitted, target-vmapped programs.
 """
 
 import dataclasses
@@ -50,6 +53,9 @@ class SideStats:
     last_row_NxL: jax.Array  # row of the designated shadow of this side
     last_model_N: np.ndarray
 
+    def arrays(self) -> tuple[jax.Array, ...]:
+        return self.total_NxL, self.sumsq_NxL, self.count_N, self.last_row_NxL
+
 
 @dataclasses.dataclass
 class LooStats:
@@ -61,6 +67,8 @@ class LooStats:
     sub_idx_M: np.ndarray  # samples used for pooled covariance/correlation fits
     x_sub_SxMxL: jax.Array  # centered, masked-zeroed float64 rows of the subset
     gram: dict[str, jax.Array]  # side -> sum over subset and side shadows of x x^T
+    # side -> per-sample sum over the side's shadows of x x^T (M x L x L), if asked
+    gram_MxLxL: dict[str, jax.Array] = dataclasses.field(default_factory=dict)
 
 
 def designated_shadows(keep_SxN: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -106,8 +114,14 @@ def collect(
     mask_NxL: np.ndarray | None,
     cov_samples: int | None = None,
     chunk_bytes: int = 1 << 28,
+    per_sample_gram: bool = False,
 ) -> LooStats:
-    """Streams over samples and returns the sufficient statistics (call in float64 scope)."""
+    """Streams over samples and returns the sufficient statistics (call in float64 scope).
+
+    ``per_sample_gram`` also keeps, per side, the M x L x L per-sample Gram
+    matrices of the subset (for correlations of per-sample standardized
+    residuals without touching the S x M x L rows once per target).
+    """
     num_models, num_samples, length = x_SxNxL.shape
     keep_SxN = np.asarray(keep_SxN, dtype=bool)
     if mask_NxL is None:
@@ -120,14 +134,17 @@ def collect(
         n1 = min(num_samples, n0 + chunk)
         parts.append(
             _chunk_sums(
-                np.asarray(x_SxNxL[:, n0:n1]),
+                np.ascontiguousarray(x_SxNxL[:, n0:n1], dtype=np.float32),
                 keep_SxN[:, n0:n1],
                 mask_NxL[n0:n1],
                 chosen["in"][n0:n1],
                 chosen["out"][n0:n1],
             )
         )
-    cat = [jnp.concatenate([p[i] for p in parts], axis=0) for i in range(len(parts[0]))]
+    if len(parts) == 1:
+        cat = parts[0]
+    else:
+        cat = [jnp.concatenate([p[i] for p in parts], axis=0) for i in range(len(parts[0]))]
     last_in, last_out = chosen["in"], chosen["out"]
     side = {
         "in": SideStats(cat[1], cat[2], cat[3], cat[4], last_in),
@@ -136,15 +153,25 @@ def collect(
     mask = jnp.asarray(mask_NxL)
     sub_idx_M = np.arange(0) if cov_samples is None else subset_indices(num_samples, cov_samples)
     x_sub = jnp.zeros((num_models, 0, length))
-    gram = {}
+    gram, gram_per_sample = {}, {}
     if cov_samples is not None:
-        x_sub = jnp.asarray(np.asarray(x_SxNxL[:, sub_idx_M]), dtype=jnp.float64)
-        x_sub = jnp.where(mask[sub_idx_M], x_sub - cat[0][sub_idx_M], 0.0)
-        gram = {
-            "in": _side_gram(x_sub, jnp.asarray(keep_SxN[:, sub_idx_M])),
-            "out": _side_gram(x_sub, jnp.asarray(~keep_SxN[:, sub_idx_M])),
-        }
-    return LooStats(cat[0], mask, side, sub_idx_M, x_sub, gram)
+        x_sub = _center_subset(
+            np.ascontiguousarray(x_SxNxL[:, sub_idx_M], dtype=np.float32),
+            cat[0][sub_idx_M],
+            mask[sub_idx_M],
+        )
+        for name, on_SxM in (("in", keep_SxN[:, sub_idx_M]), ("out", ~keep_SxN[:, sub_idx_M])):
+            if per_sample_gram:
+                gram_per_sample[name] = _per_sample_gram(x_sub, jnp.asarray(on_SxM))
+                gram[name] = jnp.sum(gram_per_sample[name], axis=0)
+            else:
+                gram[name] = _side_gram(x_sub, jnp.asarray(on_SxM))
+    return LooStats(cat[0], mask, side, sub_idx_M, x_sub, gram, gram_per_sample)
+
+
+@jax.jit
+def _center_subset(x_SxMxL, center_MxL, mask_MxL):
+    return jnp.where(mask_MxL, x_SxMxL.astype(jnp.float64) - center_MxL, 0.0)
 
 
 @jax.jit
@@ -153,17 +180,23 @@ def _side_gram(x_SxMxL, on_side_SxM):
     return xw.T @ x_SxMxL.reshape(-1, x_SxMxL.shape[-1])
 
 
+@jax.jit
+def _per_sample_gram(x_SxMxL, on_side_SxM):
+    xw = jnp.where(on_side_SxM[..., None], x_SxMxL, 0.0)
+    return jnp.einsum("sml,smk->mlk", xw, x_SxMxL)
+
+
 def target_row(x_SxNxL: np.ndarray, t: int, stats: LooStats) -> jax.Array:
     """Centered, masked-zeroed float64 statistics of target model t."""
     row = jnp.asarray(np.asarray(x_SxNxL[t]), dtype=jnp.float64)
     return jnp.where(stats.mask_NxL, row - stats.center_NxL, 0.0)
 
 
-@jax.jit
 def loo_moments(total_NxL, sumsq_NxL, count_N, last_row_NxL, x_t_NxL, target_on_side_N):
     """Mean and ddof=1 variance of one side after the equal-count removal.
 
-    Returns mu_NxL, var_NxL (unfloored, >= 0), k_N (shadows used), removed_NxL.
+    Pure (traced inside the attacks' jitted programs). Returns mu_NxL, var_NxL
+    (unfloored, >= 0), k_N (shadows used), removed_NxL.
     """
     removed_NxL = jnp.where(target_on_side_N[:, None], x_t_NxL, last_row_NxL)
     k_N = count_N - 1.0
@@ -174,11 +207,8 @@ def loo_moments(total_NxL, sumsq_NxL, count_N, last_row_NxL, x_t_NxL, target_on_
     return mu_NxL, var_NxL, k_N, removed_NxL
 
 
-def side_weights(keep_SxM: np.ndarray, side: str, t: int, last_model_M: np.ndarray) -> np.ndarray:
-    """0/1 weights of the shadows a side uses for target t on the subset."""
-    on_side_SxM = keep_SxM if side == "in" else ~keep_SxM
-    w = on_side_SxM.astype(np.float64)
-    target_on = on_side_SxM[t]
-    removed_M = np.where(target_on, t, last_model_M)
-    w[removed_M, np.arange(w.shape[1])] = 0.0
-    return w
+def subset_weights(on_side_SxM, t, last_model_M):
+    """0/1 float weights of the shadows a side uses for target t on the subset (pure)."""
+    removed_M = jnp.where(on_side_SxM[t], t, last_model_M)
+    models_S = jnp.arange(on_side_SxM.shape[0])
+    return (on_side_SxM & (models_S[:, None] != removed_M[None, :])).astype(jnp.float64)

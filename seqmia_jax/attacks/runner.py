@@ -268,6 +268,11 @@ def _resolve_attack(spec: str):
     return fn, options
 
 
+def _supports_evidence(fn) -> bool:
+    """Whether an attack takes ``evidence=True`` (declared by a ``supports_evidence`` attribute)."""
+    return getattr(fn, "supports_evidence", False) or "evidence" in inspect.signature(fn).parameters
+
+
 def score_attacks(
     inputs: AttackInputs,
     attacks: Sequence[str] | None,
@@ -320,6 +325,8 @@ def score_attacks(
     all_scores, evidence = {}, None
     for spec, (fn, options) in resolved.items():
         start = time.perf_counter()
+        if spec == evidence_attack and _supports_evidence(fn):
+            options = {**options, "evidence": True}  # only this attack pays for evidence
         try:
             output = fn(inputs, targets_T, **options)
         except AttackInputError as err:

@@ -50,8 +50,22 @@ order, term_l = log p(x_l | x_<l) is the chain-rule term of the side's log
 density (exact per-position terms for ``diag``); online evidence is
 term_in_l - term_out_l, offline -term_out_l, and gls d * (C^-1 1)_l (x - mu)_l /
 sqrt(1^T C^-1 1). Masked positions carry 0. Stored as float32 to bound memory.
+
+**Execution.** All per-target work is two jitted pure programs, vmapped over a
+block of B targets (B sized from a memory budget: many targets per call on an
+accelerator, few on CPU): ``_fit_block`` (LOO moments, the variance floor and
+every L x L fit on the subset, including shrinkage) and ``_score_block`` over
+chunks of samples (moments again, normal scores, Cholesky with in-graph
+jitter repair, chain-rule or GLS terms). Nothing returns to the host per
+target; results are fetched once per block. The correlation of per-sample
+standardized residuals (``hetero``) uses per-sample Gram matrices of the
+subset kept by ``loo.collect``: sum_n D_n (G_n - r_n r_n^T - k_n mu_n mu_n^T) D_n,
+with r_n the removed row, which is the same sum as over the shadows' residual
+vectors at 1/(S/2) of the work.
 """
 
+import dataclasses
+import functools
 import math
 
 import jax
@@ -61,6 +75,11 @@ import numpy as np
 from seqmia_jax.attacks import gaussian, loo
 from seqmia_jax.attacks.base import ATTACKS, AttackInputError, AttackInputs, AttackOutput
 from seqmia_jax.attacks.lira import STATISTICS, parse_options, statistic_array
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+# Bytes of one float64 B x N x L array per call: bounds every target block.
+_BLOCK_BYTES = {"cpu": 1 << 26}
+_BLOCK_BYTES_ACCELERATOR = 1 << 30
 
 
 def _is_shrinkage(v) -> bool:
@@ -82,191 +101,262 @@ _SPEC = {
 }
 
 
-@jax.jit
-def _floor(var_NxL, mask_NxL):
-    # A side with one shadow has no variance; keep the density finite.
-    scale = jnp.sum(jnp.where(mask_NxL, var_NxL, 0.0)) / jnp.maximum(jnp.sum(mask_NxL), 1)
-    return jnp.maximum(var_NxL, 1e-12 * scale + 1e-300)
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Static (hashable) configuration the jitted programs specialise on."""
+
+    cov: str  # diag | pooled | correlation (hetero, gaussian copula) | empirical
+    shrinkage: str | float
+    tied: bool
+    mode: str
+    evidence: bool
+    direction: float
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return ("out", "in") if self.mode == "online" else ("out",)
+
+    def matrix_sides(self, side: str) -> tuple[str, ...]:
+        return ("in", "out") if self.tied else (side,)
 
 
-@jax.jit
-def _removed_cross(removed_MxL, mu_MxL, k_M, mask_MxL):
-    """Gram-matrix correction and pairwise dof of one side on the subset."""
-    cross = removed_MxL.T @ removed_MxL + (mu_MxL * k_M[:, None]).T @ mu_MxL
-    m = mask_MxL.astype(jnp.float64)
-    dof = (m * (k_M - 1.0)[:, None]).T @ m
-    return cross, dof
+def _moments(plan, side_arrays, xc_NxL, on_in_N, mask_NxL, floor=None):
+    """Per side (mu, floored var, k, removed); the floor is computed unless given."""
+    mom = {}
+    for side, on in (("in", on_in_N), ("out", ~on_in_N)):
+        mom[side] = loo.loo_moments(*side_arrays[side], xc_NxL, on)
+    var = {s: mom[s][1] for s in mom}
+    if plan.tied:
+        (_, v_in, k_in, _), (_, v_out, k_out, _) = mom["in"], mom["out"]
+        pooled = ((k_in - 1)[:, None] * v_in + (k_out - 1)[:, None] * v_out) / jnp.maximum(
+            k_in + k_out - 2.0, 1.0
+        )[:, None]
+        var = {"in": pooled, "out": pooled}
+    if floor is None:
+        # A side with one shadow has no variance; keep the density finite.
+        count = jnp.maximum(jnp.sum(mask_NxL), 1)
+        floor = {
+            s: 1e-12 * jnp.sum(jnp.where(mask_NxL, v, 0.0)) / count + 1e-300 for s, v in var.items()
+        }
+    out = {s: (mom[s][0], jnp.maximum(var[s], floor[s]), mom[s][2], mom[s][3]) for s in mom}
+    return out, floor
 
 
-@jax.jit
-def _std_cross(x_SxMxL, mu_MxL, scale_MxL, w_SxM, mask_MxL):
-    """Cross-products and sum of ||.||^4 of weighted standardized residuals."""
-    z = jnp.where(mask_MxL, (x_SxMxL - mu_MxL) / scale_MxL, 0.0) * w_SxM[..., None]
-    flat = z.reshape(-1, z.shape[-1])
-    return flat.T @ flat, jnp.sum(jnp.sum(flat**2, axis=-1) ** 2)
+def _fourth(r_SxMxL, w_SxM):
+    """Sum over weighted residual vectors of ||r||^4."""
+    return jnp.sum(w_SxM * jnp.sum(r_SxMxL**2, axis=-1) ** 2)
 
 
-@jax.jit
-def _fourth(x_SxMxL, mu_MxL, std_L, w_SxM, mask_MxL):
-    r = jnp.where(mask_MxL, (x_SxMxL - mu_MxL) / std_L, 0.0) * w_SxM[..., None]
-    return jnp.sum(jnp.sum(r**2, axis=-1) ** 2)
+def _matrix(plan, shared, mom_sub, t, side):
+    """(matrix L x L, rho, marginal table or None) of one side, from the subset."""
+    m = shared["mask_sub"]
+    mf = m.astype(jnp.float64)
+    x_sub = shared["x_sub"]
+    cross, dof, fourth = 0.0, 0.0, 0.0
+    need_fourth = plan.shrinkage == "lw"
+    if plan.cov == "pooled":
+        for s in plan.matrix_sides(side):
+            mu, _, k, removed = mom_sub[s]
+            cross = cross + shared["gram"][s] - removed.T @ removed - (mu * k[:, None]).T @ mu
+            dof = dof + (mf * (k - 1.0)[:, None]).T @ mf
+        fourth = None
+        if need_fourth:
+            _, std_L, _ = gaussian.correlation_from_cross(cross, dof)
+            fourth = 0.0
+            for s in plan.matrix_sides(side):
+                w = loo.subset_weights(shared["on_sub"][s], t, shared["last_sub"][s])
+                r = jnp.where(m, (x_sub - mom_sub[s][0]) / std_L, 0.0)
+                fourth = fourth + _fourth(r, w)
+        corr, std_L, rho = gaussian.shrunk_correlation(cross, dof, plan.shrinkage, fourth)
+        return corr * jnp.outer(std_L, std_L), rho, None
+    if plan.cov == "correlation":
+        for s in plan.matrix_sides(side):
+            mu, var, k, removed = mom_sub[s]
+            a = jnp.where(m, 1.0 / jnp.sqrt(var), 0.0)
+            ar, amu = a * removed, a * mu
+            weighted = jnp.sum(a[:, :, None] * a[:, None, :] * shared["gram_ps"][s], axis=0)
+            cross = cross + weighted - ar.T @ ar - (amu * k[:, None]).T @ amu
+            dof = dof + (mf * (k - 1.0)[:, None]).T @ mf
+            if need_fourth:
+                w = loo.subset_weights(shared["on_sub"][s], t, shared["last_sub"][s])
+                fourth = fourth + _fourth(jnp.where(m, (x_sub - mu) * a, 0.0), w)
+        corr, _, rho = gaussian.shrunk_correlation(cross, dof, plan.shrinkage, fourth)
+        return corr, rho, None
+    return _copula_matrix(plan, shared, mom_sub, t, side)
 
 
-@jax.jit
-def _normal_scores(cdf_LxG, bound_L, delta_L, u_SxMxL, w_SxM, mask_MxL):
-    z, _ = gaussian.eval_marginal(cdf_LxG, bound_L, delta_L, u_SxMxL.reshape(-1, u_SxMxL.shape[-1]))
-    z = jnp.where(mask_MxL, z.reshape(u_SxMxL.shape), 0.0) * w_SxM[..., None]
-    flat = z.reshape(-1, z.shape[-1])
-    return flat.T @ flat, jnp.sum(jnp.sum(flat**2, axis=-1) ** 2)
+def _copula_matrix(plan, shared, mom_sub, t, side):
+    # The marginals and copula correlation are refit per target from pooled
+    # residuals (they depend on the target through the LOO standardization),
+    # on a further even subset of ``marginal_samples`` samples.
+    pick = shared["pick"]
+    x_sub, m = shared["x_sub"][:, pick], shared["mask_sub"][pick]
+    u_SxMxL, w_SxM = 0.0, 0.0
+    for s in plan.matrix_sides(side):
+        mu, var, k, _ = (v[pick] for v in mom_sub[s])
+        inflate = jnp.sqrt((k + 1.0) / jnp.maximum(k - 1.0, 1.0))[:, None]
+        u = jnp.where(m, (x_sub - mu) / jnp.sqrt(var) * inflate, 0.0)
+        w = loo.subset_weights(shared["on_sub"][s], t, shared["last_sub"][s])[:, pick]
+        u_SxMxL = u_SxMxL + u * (w[..., None] > 0)
+        w_SxM = w_SxM + w
+    length = m.shape[-1]
+    w_flat = (w_SxM[..., None] * m).reshape(-1, length)
+    table = gaussian.fit_marginal(u_SxMxL.reshape(-1, length), w_flat)
+    z, _ = gaussian.eval_marginal(*table, u_SxMxL.reshape(-1, length))
+    z = jnp.where(m, z.reshape(u_SxMxL.shape), 0.0) * w_SxM[..., None]
+    flat = z.reshape(-1, length)
+    fourth = jnp.sum(jnp.sum(flat**2, axis=-1) ** 2)
+    mf = m.astype(jnp.float64)
+    dof = (mf * jnp.sum(w_SxM, axis=0)[:, None]).T @ mf
+    corr, _, rho = gaussian.shrunk_correlation(flat.T @ flat, dof, plan.shrinkage, fourth)
+    return corr, rho, table
 
 
-class _Target:
-    """Per-target fits of every side needed by one attack configuration."""
-
-    def __init__(self, x, keep_SxN, stats, t, opt):
-        self.stats, self.opt, self.t = stats, opt, t
-        self.mask = stats.mask_NxL
-        self.x_t = loo.target_row(x, t, stats)
-        self.keep_t = keep_SxN[t]
-        self.sub = stats.sub_idx_M
-        self.keep_sub = keep_SxN[:, self.sub]
-        self.mom = {}
-        for side, on in (("in", self.keep_t), ("out", ~self.keep_t)):
-            st = stats.side[side]
-            self.mom[side] = loo.loo_moments(
-                st.total_NxL, st.sumsq_NxL, st.count_N, st.last_row_NxL, self.x_t, on
-            )
-        if opt["tied"]:
-            (_, v_in, k_in, _), (_, v_out, k_out, _) = self.mom["in"], self.mom["out"]
-            pooled = ((k_in - 1)[:, None] * v_in + (k_out - 1)[:, None] * v_out) / jnp.maximum(
-                k_in + k_out - 2.0, 1.0
-            )[:, None]
-            self.var = {s: _floor(pooled, self.mask) for s in ("in", "out")}
-        else:
-            self.var = {s: _floor(self.mom[s][1], self.mask) for s in ("in", "out")}
-
-    def weights(self, side):
-        last = self.stats.side[side].last_model_N[self.sub]
-        return jnp.asarray(loo.side_weights(self.keep_sub, side, self.t, last))
-
-    def sides_for_matrix(self, side):
-        return ("in", "out") if self.opt["tied"] else (side,)
-
-    def shrunk(self, cross, dof, fourth):
-        corr, std, present = gaussian.correlation_from_cross(cross, dof)
-        n_eff = float(jnp.sum(jnp.where(present, jnp.diag(dof), 0.0)) / max(int(present.sum()), 1))
-        rho = gaussian.shrinkage_intensity(corr, present, n_eff, self.opt["shrinkage"], fourth)
-        return gaussian.shrink(corr, rho), std, rho
-
-    def model(self, side):
-        """(matrix or None, z_NxL, extra_NxL, a_NxL, diagnostics) for one side."""
-        mu, _, k, _ = self.mom[side]
-        var = self.var[side]
-        cov, m = self.opt["cov"], self.mask
-        pred_sd = jnp.sqrt(var * (1.0 + 1.0 / k)[:, None])
-        resid = self.x_t - mu
-        if cov == "diag" or (cov in ("hetero", "copula") and self.opt["marginal"] == "gaussian"):
-            z = jnp.where(m, resid / pred_sd, 0.0)
-            extra = -jnp.log(pred_sd) - 0.5 * math.log(2 * math.pi)
-            a = jnp.where(m, 1.0 / pred_sd, 0.0)
-            if cov == "diag":
-                return None, z, extra, a, {}
-            cross, dof, fourth = 0.0, 0.0, 0.0
-            for s in self.sides_for_matrix(side):
-                mu_s, _, k_s, _ = self.mom[s]
-                sd_sub = jnp.sqrt(self.var[s][self.sub])
-                c, f = _std_cross(
-                    self.stats.x_sub_SxMxL, mu_s[self.sub], sd_sub, self.weights(s), m[self.sub]
-                )
-                _, d = _removed_cross(mu_s[self.sub], mu_s[self.sub], k_s[self.sub], m[self.sub])
-                cross, dof, fourth = cross + c, dof + d, fourth + f
-            corr, _, rho = self.shrunk(cross, dof, fourth)
-            return corr, z, extra, a, {"rho": rho}
-        if cov == "pooled":
-            d_N = jnp.sqrt(1.0 + 1.0 / k)[:, None]
-            z = jnp.where(m, resid / d_N, 0.0)
-            extra = jnp.broadcast_to(-jnp.log(d_N) - 0.5 * math.log(2 * math.pi), z.shape)
-            a = jnp.where(m, 1.0 / d_N, 0.0)
-            cross, dof = 0.0, 0.0
-            for s in self.sides_for_matrix(side):
-                mu_s, _, k_s, removed = self.mom[s]
-                c, d = _removed_cross(removed[self.sub], mu_s[self.sub], k_s[self.sub], m[self.sub])
-                cross, dof = cross + self.stats.gram[s] - c, dof + d
-            fourth = None
-            if self.opt["shrinkage"] == "lw":
-                _, std, _ = gaussian.correlation_from_cross(cross, dof)
-                fourth = sum(
-                    float(
-                        _fourth(
-                            self.stats.x_sub_SxMxL,
-                            self.mom[s][0][self.sub],
-                            std,
-                            self.weights(s),
-                            m[self.sub],
-                        )
-                    )
-                    for s in self.sides_for_matrix(side)
-                )
-            corr, std, rho = self.shrunk(cross, dof, fourth)
-            return corr * jnp.outer(std, std), z, extra, a, {"rho": rho}
-        return self._copula_empirical(side)
-
-    def _copula_empirical(self, side):
-        # The marginals and copula correlation are refit per target from pooled
-        # residuals (they depend on the target through the LOO standardization),
-        # so they use a further even subset of ``marginal_samples`` samples.
-        pick = loo.subset_indices(len(self.sub), self.opt["marginal_samples"])
-        sub = self.sub[pick]
-        x_sub = self.stats.x_sub_SxMxL[:, pick]
-        m, m_sub = self.mask, self.mask[sub]
-        u_rows, w_rows = [], []
-        for s in self.sides_for_matrix(side):
-            mu_s, _, k_s, _ = self.mom[s]
-            sd_sub = jnp.sqrt(self.var[s][sub])
-            k_sub = k_s[sub][:, None]
-            inflate = jnp.sqrt((k_sub + 1.0) / jnp.maximum(k_sub - 1.0, 1.0))
-            u = jnp.where(m_sub, (x_sub - mu_s[sub]) / sd_sub * inflate, 0.0)
-            u_rows.append(u)
-            w_rows.append(self.weights(s)[:, pick])
-        u_SxMxL = sum(u * (w[..., None] > 0) for u, w in zip(u_rows, w_rows))
-        w_SxM = sum(w_rows)
-        w_flat = (w_SxM[..., None] * m_sub).reshape(-1, m_sub.shape[-1])
-        cdf, bound, delta = gaussian.fit_marginal(u_SxMxL.reshape(-1, m_sub.shape[-1]), w_flat)
-        cross, fourth = _normal_scores(cdf, bound, delta, u_SxMxL, w_SxM, m_sub)
-        count_M = jnp.sum(w_SxM, axis=0)
-        msk = m_sub.astype(jnp.float64)
-        dof = (msk * count_M[:, None]).T @ msk
-        corr, _, rho = self.shrunk(cross, dof, float(fourth))
-        mu, _, _, _ = self.mom[side]
-        sd = jnp.sqrt(self.var[side])
-        u_t = jnp.where(m, (self.x_t - mu) / sd, 0.0)
-        z, log_density = gaussian.eval_marginal(cdf, bound, delta, u_t)
-        z = jnp.where(m, z, 0.0)
-        extra = 0.5 * z**2 + log_density - jnp.log(sd)
-        a = jnp.where(m, 1.0 / sd, 0.0)
-        return corr, z, extra, a, {"rho": rho}
-
-
-def _side_terms(model, mask_NxL, patterns, groups, gls: bool, diag: dict):
-    matrix, z, extra, a, _ = model
-    if matrix is None:
-        if gls:
-            return gaussian.diag_gls_terms(z, a, mask_NxL)
-        return gaussian.diag_chain_terms(z, extra, mask_NxL)
-
-    def chol_for(present_L):
-        chol, jitter = gaussian.cholesky_pd(gaussian.padded(matrix, jnp.asarray(present_L)))
-        diag["jitter_max"] = max(diag.get("jitter_max", 0.0), jitter)
-        diag["jitter_repairs"] = diag.get("jitter_repairs", 0) + int(jitter > 0)
-        return chol
-
-    if gls:
-        return gaussian.apply_by_pattern(
-            gaussian.gls_terms, chol_for, groups, patterns, z, a, mask_NxL
+def _fit_target(plan, shared, x_NxL, on_in_N, t):
+    """Variance floors and per-side matrices for one target (pure)."""
+    mask = shared["mask"]
+    xc = jnp.where(mask, x_NxL.astype(jnp.float64) - shared["center"], 0.0)
+    mom, floor = _moments(plan, shared["side"], xc, on_in_N, mask)
+    fit = {"floor": floor, "matrix": {}, "rho": {}, "table": {}}
+    if plan.cov == "diag":
+        return fit
+    sub = shared["sub_idx"]
+    mom_sub = {s: tuple(v[sub] for v in mom[s]) for s in mom}
+    for side in plan.sides:
+        if plan.tied and side == "in":  # both sides share one matrix
+            for key in ("matrix", "rho", "table"):
+                fit[key]["in"] = fit[key]["out"]
+            continue
+        fit["matrix"][side], fit["rho"][side], fit["table"][side] = _matrix(
+            plan, shared, mom_sub, t, side
         )
-    return gaussian.apply_by_pattern(
-        gaussian.chain_terms, chol_for, groups, patterns, z, extra, mask_NxL
+    return fit
+
+
+def _side_model(plan, fit, mom, xc_NxL, mask_NxL, side):
+    """(z, extra, a) of one side, the inputs of the chain-rule and GLS terms."""
+    mu, var, k, _ = mom[side]
+    resid = xc_NxL - mu
+    if plan.cov == "pooled":
+        d_N = jnp.sqrt(1.0 + 1.0 / k)[:, None]
+        z = jnp.where(mask_NxL, resid / d_N, 0.0)
+        extra = jnp.broadcast_to(-jnp.log(d_N) - HALF_LOG_2PI, z.shape)
+        return z, extra, jnp.where(mask_NxL, 1.0 / d_N, 0.0)
+    if plan.cov == "empirical":
+        sd = jnp.sqrt(var)
+        u = jnp.where(mask_NxL, resid / sd, 0.0)
+        z, log_density = gaussian.eval_marginal(*fit["table"][side], u)
+        z = jnp.where(mask_NxL, z, 0.0)
+        return z, 0.5 * z**2 + log_density - jnp.log(sd), jnp.where(mask_NxL, 1.0 / sd, 0.0)
+    pred_sd = jnp.sqrt(var * (1.0 + 1.0 / k)[:, None])
+    z = jnp.where(mask_NxL, resid / pred_sd, 0.0)
+    return z, -jnp.log(pred_sd) - HALF_LOG_2PI, jnp.where(mask_NxL, 1.0 / pred_sd, 0.0)
+
+
+def _score_target(plan, rows, x_CxL, on_in_C, fit, present_L):
+    """Per-position terms (C x L), jitter and Cholesky success per side (pure)."""
+    mask = rows["mask"]
+    xc = jnp.where(mask, x_CxL.astype(jnp.float64) - rows["center"], 0.0)
+    mom, _ = _moments(plan, rows["side"], xc, on_in_C, mask, fit["floor"])
+    gls = plan.mode == "gls"
+    terms, jitter, ok = {}, [], []
+    for side in plan.sides:
+        z, extra, a = _side_model(plan, fit, mom, xc, mask, side)
+        if plan.cov == "diag":
+            terms[side] = (
+                gaussian.diag_gls_terms(z, a, mask)
+                if gls
+                else gaussian.diag_chain_terms(z, extra, mask)
+            )
+            continue
+        chol, jit, good = gaussian.cholesky_pd(gaussian.padded(fit["matrix"][side], present_L))
+        jitter.append(jit)
+        ok.append(good)
+        terms[side] = (
+            gaussian.gls_terms(chol, z, a, mask)
+            if gls
+            else gaussian.chain_terms(chol, z, extra, mask)
+        )
+    if plan.mode == "online":
+        out = terms["in"] - terms["out"]
+    elif gls:
+        out = plan.direction * terms["out"]
+    else:
+        out = -terms["out"]
+    return out, jnp.stack(jitter) if jitter else None, jnp.stack(ok) if ok else None
+
+
+@functools.partial(jax.jit, static_argnames=("plan",))
+def _fit_block(plan, shared, x_BxNxL, on_in_BxN, t_B):
+    return jax.vmap(lambda x, on, t: _fit_target(plan, shared, x, on, t))(x_BxNxL, on_in_BxN, t_B)
+
+
+def _score_block(plan, rows, x_BxCxL, on_in_BxC, fit, present_L):
+    terms, jitter, ok = jax.vmap(lambda x, on, f: _score_target(plan, rows, x, on, f, present_L))(
+        x_BxCxL, on_in_BxC, fit
     )
+    evidence = terms.astype(jnp.float32) if plan.evidence else None
+    return jnp.sum(terms, axis=-1), evidence, jitter, ok
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "size"))
+def _score_slice(plan, size, row_data, x_BxNxL, on_in_BxN, fit, present_L, start):
+    """``_score_block`` on samples start .. start + size (contiguous, no gather)."""
+    rows = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, 0), row_data)
+    x = jax.lax.dynamic_slice_in_dim(x_BxNxL, start, size, 1)
+    on = jax.lax.dynamic_slice_in_dim(on_in_BxN, start, size, 1)
+    return _score_block(plan, rows, x, on, fit, present_L)
+
+
+@functools.partial(jax.jit, static_argnames=("plan",))
+def _score_gather(plan, row_data, x_BxNxL, on_in_BxN, fit, present_L, idx_C):
+    """``_score_block`` on the samples idx_C (one mask pattern)."""
+    rows = jax.tree.map(lambda a: a[idx_C], row_data)
+    return _score_block(plan, rows, x_BxNxL[:, idx_C], on_in_BxN[:, idx_C], fit, present_L)
+
+
+def _row_groups(mask_np, chunk):
+    """(pattern, start or padded indices, destination indices, first chunk of pattern)."""
+    patterns, groups = gaussian.mask_patterns(mask_np)
+    num_samples = mask_np.shape[0]
+    if len(groups) == 1 and len(groups[0]) == num_samples:
+        size = min(chunk, num_samples)
+        starts = list(range(0, num_samples - size, size)) + [num_samples - size]
+        return patterns, size, [(0, s, np.arange(s, s + size), s == 0) for s in starts]
+    out = []
+    for u, idx in enumerate(groups):
+        for c0 in range(0, len(idx), chunk):
+            part = idx[c0 : c0 + chunk]
+            pad = gaussian.bucket(len(part))
+            padded_idx = np.concatenate([part, np.full(pad - len(part), part[0])])
+            out.append((u, padded_idx, part, c0 == 0))
+    return patterns, None, out
+
+
+def _block_size(num_targets, num_samples, length):
+    budget = _BLOCK_BYTES.get(jax.default_backend(), _BLOCK_BYTES_ACCELERATOR)
+    per_target = 8 * num_samples * length
+    block = int(min(num_targets, max(1, budget // per_target)))
+    chunk = int(max(1, budget // (8 * length * block)))
+    return block, chunk
+
+
+def _shared_arrays(stats, keep_SxN, opt):
+    sub = stats.sub_idx_M
+    side = {s: stats.side[s].arrays() for s in ("in", "out")}
+    shared = {"side": side, "center": stats.center_NxL, "mask": stats.mask_NxL}
+    if len(sub):
+        shared.update(
+            sub_idx=jnp.asarray(sub),
+            x_sub=stats.x_sub_SxMxL,
+            mask_sub=stats.mask_NxL[sub],
+            on_sub={"in": jnp.asarray(keep_SxN[:, sub]), "out": jnp.asarray(~keep_SxN[:, sub])},
+            last_sub={s: jnp.asarray(stats.side[s].last_model_N[sub]) for s in ("in", "out")},
+            gram=stats.gram,
+            gram_ps=stats.gram_MxLxL,
+            pick=jnp.asarray(loo.subset_indices(len(sub), opt["marginal_samples"])),
+        )
+    return shared
 
 
 @ATTACKS.register("seq")
@@ -277,34 +367,69 @@ def seq(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput:
         raise AttackInputError("seq: marginal='empirical' needs cov='copula'")
     x = statistic_array(inputs, "seq", opt["statistic"])
     keep_SxN = np.asarray(inputs.keep_SxN, dtype=bool)
-    direction = 1.0 if opt["statistic"] == "logit" else -1.0
-    needs_subset = opt["cov"] != "diag"
-    scores, evidence, diag = [], [], {"rho": [], "options": opt, "equal_count_rule": True}
+    cov = opt["cov"]
+    if cov in ("hetero", "copula"):
+        cov = "empirical" if opt["marginal"] == "empirical" else "correlation"
+    plan = _Plan(
+        cov=cov,
+        shrinkage=opt["shrinkage"],
+        tied=opt["tied"],
+        mode=opt["mode"],
+        evidence=opt["evidence"],
+        direction=1.0 if opt["statistic"] == "logit" else -1.0,
+    )
+    targets_T = np.asarray(targets_T, dtype=np.int64)
+    num_targets, (_, num_samples, length) = len(targets_T), x.shape
+    scores = np.zeros((num_targets, num_samples))
+    evidence = np.zeros((num_targets, num_samples, length), np.float32) if plan.evidence else None
+    needs_subset = cov != "diag"
+    rho, jitters = [], []
     with gaussian.float64_scope():
         stats = loo.collect(
-            x, keep_SxN, inputs.mask_NxL, opt["cov_samples"] if needs_subset else None
+            x,
+            keep_SxN,
+            inputs.mask_NxL,
+            opt["cov_samples"] if needs_subset else None,
+            per_sample_gram=cov == "correlation",
         )
-        mask_np = np.asarray(stats.mask_NxL)
-        patterns, groups = gaussian.mask_patterns(mask_np)
-        for t in np.asarray(targets_T):
-            fit = _Target(x, keep_SxN, stats, int(t), opt)
-            gls = opt["mode"] == "gls"
-            out_model = fit.model("out")
-            terms = -_side_terms(out_model, stats.mask_NxL, patterns, groups, gls, diag)
-            rho = [out_model[4].get("rho")]
-            if opt["mode"] == "online":
-                in_model = fit.model("in")
-                rho.append(in_model[4].get("rho"))
-                terms = terms + _side_terms(in_model, stats.mask_NxL, patterns, groups, False, diag)
-            elif gls:
-                terms = -direction * terms
-            diag["rho"].append(rho)
-            scores.append(np.asarray(jnp.sum(terms, axis=-1), dtype=np.float64))
-            if opt["evidence"]:
-                evidence.append(np.asarray(terms, dtype=np.float32))
+        shared = _shared_arrays(stats, keep_SxN, opt)
+        row_data = {"side": shared["side"], "center": stats.center_NxL, "mask": stats.mask_NxL}
+        block, chunk = _block_size(num_targets, num_samples, length)
+        patterns, size, groups = _row_groups(np.asarray(stats.mask_NxL), chunk)
+        patterns = jnp.asarray(patterns)
+        for b0 in range(0, num_targets, block):
+            real = targets_T[b0 : b0 + block]
+            # Pad the last block with repeats, so every block has one compiled shape.
+            tb = np.concatenate([real, np.full(block - len(real), real[-1])])
+            x_blk = jnp.asarray(np.stack([np.asarray(x[t], dtype=np.float32) for t in tb]))
+            on_in = jnp.asarray(keep_SxN[tb])
+            fit = _fit_block(plan, shared, x_blk, on_in, jnp.asarray(tb))
+            done = []
+            for u, where, dest, first in groups:
+                if size is not None:
+                    res = _score_slice(plan, size, row_data, x_blk, on_in, fit, patterns[u], where)
+                else:
+                    res = _score_gather(plan, row_data, x_blk, on_in, fit, patterns[u], where)
+                done.append((dest, first, res))
+            nb = len(real)
+            for dest, first, (score, ev, jit, ok) in done:
+                scores[b0 : b0 + nb, dest] = np.asarray(score)[:nb, : len(dest)]
+                if plan.evidence:
+                    evidence[b0 : b0 + nb, dest] = np.asarray(ev)[:nb, : len(dest)]
+                if jit is not None and first:
+                    if not np.all(np.asarray(ok)):
+                        raise FloatingPointError(
+                            "covariance is not positive definite even with jitter"
+                        )
+                    jitters.append(np.asarray(jit)[:nb].reshape(-1))
+            if needs_subset:
+                rho += np.stack([np.asarray(fit["rho"][s]) for s in plan.sides], -1)[:nb].tolist()
+            else:
+                rho += [[None] * len(plan.sides)] * nb
+    diag = {"rho": rho, "options": opt, "equal_count_rule": True}
+    if jitters:
+        all_jitter = np.concatenate(jitters)
+        diag["jitter_max"] = float(all_jitter.max())
+        diag["jitter_repairs"] = int(np.sum(all_jitter > 0))
     diag["cov_samples_used"] = len(stats.sub_idx_M) if needs_subset else 0
-    return AttackOutput(
-        scores_TxN=np.stack(scores),
-        evidence_TxNxL=np.stack(evidence) if opt["evidence"] else None,
-        diagnostics=diag,
-    )
+    return AttackOutput(scores_TxN=scores, evidence_TxNxL=evidence, diagnostics=diag)

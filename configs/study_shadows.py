@@ -1,0 +1,56 @@
+"""Study: does sequence-aware LiRA overtake univariate LiRA as the number of shadows grows?
+
+One ensemble of small GPTs is trained and scored once; the sweep then evaluates
+every target against K = 4, 8, ..., S-2 shadows (whole complementary pairs),
+from the cached statistics. Targets are held out from nothing here: the sweep
+only compares fixed attacks, it selects nothing.
+
+    python -m experiments.sweep --config=configs/study_shadows.py --workdir=runs/study_shadows
+    python -m experiments.sweep --config=configs/study_shadows.py:gpu --workdir=runs/study_shadows_gpu
+
+Arguments: "" (2 CPU cores: S=32, about 10 minutes), "gpu" (one H100: S=128).
+"""
+
+import ml_collections
+
+from configs import kjv_gpt
+
+ATTACKS = ";".join(
+    [
+        "lira",
+        "lira:variance=fixed",
+        "seq:cov=diag",
+        "seq:cov=pooled",
+        "seq:cov=hetero",
+        "seq:cov=pooled,statistic=loss",
+        "refcal",
+        "rmia",
+    ]
+)
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    cfg = kjv_gpt.get_config("")
+    cfg.num_shadow_models = 32
+    cfg.data.num_samples = 600
+    cfg.train.epochs = 20
+    cfg.attack.attacks = ATTACKS
+    cfg.attack.num_targets = 8  # targets per shadow count (each refits at K shadows)
+    cfg.attack.bootstrap = 100
+    if arg == "gpu":
+        cfg.num_shadow_models = 128
+        cfg.data.num_samples = 2000
+        cfg.train.strategy = "vmap"
+        cfg.model.compute_dtype = "bfloat16"
+        cfg.train.log_every = 100
+        cfg.train.checkpoint_every = 400
+        cfg.attack.num_targets = 16
+    elif arg:
+        raise ValueError(f"unknown config argument {arg!r}; use '' or 'gpu'")
+    return cfg
+
+
+def get_sweep(arg: str = "") -> list[dict]:
+    num_models = get_config(arg).num_shadow_models
+    counts = [k for k in (4, 8, 16, 32, 64, 128, 256) if k <= num_models - 2]
+    return [{"attack.num_shadows": k} for k in counts + [num_models - 2]]
