@@ -41,7 +41,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.train.weight_decay = 0.0
     cfg.train.grad_clip = 1.0
     cfg.train.strategy = "auto"  # vmap on accelerators, lax.map on CPU
-    cfg.train.map_chunk = 0  # models per vmap chunk under "map" (0: one at a time)
+    cfg.train.map_chunk = 2  # models per vmap chunk under "map": 2 measured fastest on 2 cores
     cfg.train.checkpoint_every = 100  # steps
     cfg.train.log_every = 25  # steps
 

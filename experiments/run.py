@@ -27,6 +27,8 @@ def main(argv):
 
     def audit():
         out = run_audit(launch.typed_config(_CONFIG.value), workdir, overwrite=_OVERWRITE.value)
+        if out["results"] is None:  # not process 0 of a multi-process run
+            return
         print(print_summary(out["results"]))
         print(
             f"\nReport: {Path(workdir) / 'results'}  (stage seconds: "

@@ -10,6 +10,7 @@ outputs intact.
 import time
 from pathlib import Path
 
+import jax
 from absl import logging
 
 from seqmia_jax.attacks import runner
@@ -95,6 +96,8 @@ def run_audit(cfg: ExperimentConfig, workdir: str | Path, *, overwrite: bool = F
     t = time.time()
     score(cfg, wd.path, dataset=dataset)
     seconds["score"] = time.time() - t
+    if jax.process_index() != 0:  # attacks and report are host numpy over process 0's files
+        return {"results": None, "seconds": seconds}
     t = time.time()
     results = run_attack_stage(cfg, wd.path, overwrite=overwrite)
     seconds["attack"] = time.time() - t

@@ -118,9 +118,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def load_or_make_membership(cfg: ExperimentConfig, wd: Workdir) -> np.ndarray:
     """keep_SxN from the work directory, or made from the seed and saved by process 0.
 
-    Every process computes the same keep_SxN from the seed, so no process waits
-    for another's file; all processes have passed ``bind``'s barrier, so none can
-    see the file of this run half-way (it is renamed into place anyway).
+    Every process computes the same keep_SxN from the seed, so none waits for
+    process 0's file (which is renamed into place, never seen half-written).
     """
     if wd.membership.exists():
         keep_SxN = np.load(wd.membership)
