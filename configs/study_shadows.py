@@ -15,17 +15,9 @@ import ml_collections
 
 from configs import kjv_gpt
 
-ATTACKS = ";".join(
-    [
-        "lira",
-        "lira:variance=fixed",
-        "seq:cov=diag",
-        "seq:cov=pooled",
-        "seq:cov=hetero",
-        "seq:cov=pooled,statistic=loss",
-        "refcal",
-        "rmia",
-    ]
+ATTACKS = (
+    "lira;lira:variance=fixed;seq:cov=diag;seq:cov=pooled;seq:cov=hetero;"
+    "seq:cov=pooled,statistic=loss;refcal;rmia"
 )
 
 

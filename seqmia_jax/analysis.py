@@ -120,7 +120,7 @@ def ngram_overlap_NxN(tokens_NxL: np.ndarray, n: int = 8):
     """Sparse N x N counts of shared n-grams between distinct samples (scipy.sparse CSR)."""
     import scipy.sparse as sp
 
-    num_samples, seq_len = tokens_NxL.shape
+    num_samples = tokens_NxL.shape[0]
     grams = np.lib.stride_tricks.sliding_window_view(tokens_NxL.astype(np.uint8), n, axis=1)
     keys = np.ascontiguousarray(grams).view(np.dtype((np.void, n))).reshape(num_samples, -1)
     _, gram_id = np.unique(keys.ravel(), return_inverse=True)
