@@ -37,6 +37,7 @@ model as the single test model and the others as shadows, in model order:
   the target missing from its side, its plug-in fits are not calibrated.
 """
 
+import functools
 import math
 
 import jax
@@ -95,12 +96,11 @@ def _log_normal(x, mu, var):
     return -0.5 * (x - mu) ** 2 / var - 0.5 * jnp.log(var) - 0.5 * math.log(2.0 * math.pi)
 
 
-@jax.jit
 def _pooled_var(var_N, k_N):
     return jnp.sum((k_N - 1.0) * var_N) / jnp.maximum(jnp.sum(k_N - 1.0), 1.0)
 
 
-def _floor(var, k):
+def _floor(var):
     # A side with a single shadow (k=1) has no variance estimate; keep it finite.
     scale = jnp.mean(var) + 1e-300
     return jnp.maximum(var, 1e-12 * scale)
@@ -114,6 +114,32 @@ _LIRA_SPEC = {
 }
 
 
+@functools.partial(jax.jit, static_argnames=("mode", "variance", "offline_test", "direction"))
+def _lira_scores(mode, variance, offline_test, direction, side, center_N, a_TxN, on_in_TxN):
+    """Scores of all targets at once (vmapped; T x N is small)."""
+
+    def one(a_raw_N, on_in_N):
+        a = a_raw_N - center_N
+        fit = {}
+        for name, on in (("in", on_in_N), ("out", ~on_in_N)):
+            if mode == "offline" and name == "in":
+                continue
+            total, sumsq, count, last = side[name]
+            mu, var, k, _ = loo.loo_moments(total, sumsq, count, last, a[:, None], on)
+            mu, var = mu[:, 0], var[:, 0]
+            if variance == "fixed":
+                var = jnp.full_like(var, _pooled_var(var, k))
+            fit[name] = (mu, _floor(var) * (1.0 + 1.0 / k))
+        if mode == "online":
+            return _log_normal(a, *fit["in"]) - _log_normal(a, *fit["out"])
+        if offline_test == "one_sided":
+            mu, var = fit["out"]
+            return -norm.logcdf(-direction * (a - mu) / jnp.sqrt(var))
+        return -_log_normal(a, *fit["out"])
+
+    return jax.vmap(one)(a_TxN, on_in_TxN)
+
+
 @ATTACKS.register("lira")
 def lira(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput:
     """Univariate LiRA on the sequence mean (see module docstring)."""
@@ -121,35 +147,23 @@ def lira(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput
     x = statistic_array(inputs, "lira", opt["statistic"])
     a_SxN = sequence_mean(x, inputs.mask_NxL)
     keep_SxN = np.asarray(inputs.keep_SxN, dtype=bool)
-    direction = 1.0 if opt["statistic"] == "logit" else -1.0
-    scores = []
+    targets_T = np.asarray(targets_T, dtype=np.int64)
     with gaussian.float64_scope():
         stats = loo.collect(a_SxN[..., None], keep_SxN, None)
-        for t in np.asarray(targets_T):
-            a_t = loo.target_row(a_SxN[..., None], int(t), stats)
-            fit = {}
-            for side, on in (("in", keep_SxN[t]), ("out", ~keep_SxN[t])):
-                if opt["mode"] == "offline" and side == "in":
-                    continue
-                st = stats.side[side]
-                mu, var, k, _ = loo.loo_moments(
-                    st.total_NxL, st.sumsq_NxL, st.count_N, st.last_row_NxL, a_t, on
-                )
-                mu, var = mu[:, 0], var[:, 0]
-                if opt["variance"] == "fixed":
-                    var = jnp.full_like(var, _pooled_var(var, k))
-                fit[side] = (mu, _floor(var, k) * (1.0 + 1.0 / k))
-            a = a_t[:, 0]
-            if opt["mode"] == "online":
-                score = _log_normal(a, *fit["in"]) - _log_normal(a, *fit["out"])
-            elif opt["offline_test"] == "one_sided":
-                mu, var = fit["out"]
-                score = -norm.logcdf(-direction * (a - mu) / jnp.sqrt(var))
-            else:
-                score = -_log_normal(a, *fit["out"])
-            scores.append(np.asarray(score, dtype=np.float64))
+        side = {name: stats.side[name].arrays() for name in ("in", "out")}
+        scores = _lira_scores(
+            opt["mode"],
+            opt["variance"],
+            opt["offline_test"],
+            1.0 if opt["statistic"] == "logit" else -1.0,
+            side,
+            stats.center_NxL[:, 0],
+            jnp.asarray(a_SxN[targets_T]),
+            jnp.asarray(keep_SxN[targets_T]),
+        )
+        scores = np.asarray(scores, dtype=np.float64)
     return AttackOutput(
-        scores_TxN=np.stack(scores),
+        scores_TxN=scores,
         diagnostics={"equal_count_rule": True, "options": opt},
     )
 

@@ -134,7 +134,7 @@ def collect(
         n1 = min(num_samples, n0 + chunk)
         parts.append(
             _chunk_sums(
-                np.ascontiguousarray(x_SxNxL[:, n0:n1], dtype=np.float32),
+                np.ascontiguousarray(x_SxNxL[:, n0:n1]),
                 keep_SxN[:, n0:n1],
                 mask_NxL[n0:n1],
                 chosen["in"][n0:n1],
@@ -156,7 +156,7 @@ def collect(
     gram, gram_per_sample = {}, {}
     if cov_samples is not None:
         x_sub = _center_subset(
-            np.ascontiguousarray(x_SxNxL[:, sub_idx_M], dtype=np.float32),
+            np.asarray(x_SxNxL[:, sub_idx_M]),
             cat[0][sub_idx_M],
             mask[sub_idx_M],
         )

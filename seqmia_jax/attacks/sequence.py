@@ -433,3 +433,7 @@ def seq(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput:
         diag["jitter_repairs"] = int(np.sum(all_jitter > 0))
     diag["cov_samples_used"] = len(stats.sub_idx_M) if needs_subset else 0
     return AttackOutput(scores_TxN=scores, evidence_TxNxL=evidence, diagnostics=diag)
+
+
+# The runner passes evidence=True only to the attack whose evidence the report shows.
+seq.supports_evidence = True
