@@ -34,7 +34,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.model.remat = False
 
     cfg.train = ml_collections.ConfigDict()
-    cfg.train.epochs = 20  # passes over each model's own N/2 samples
+    cfg.train.epochs = 15  # passes over each model's own N/2 samples
     cfg.train.batch_size = 32  # per model
     cfg.train.learning_rate = 3e-3
     cfg.train.warmup_steps = 20

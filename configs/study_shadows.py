@@ -36,7 +36,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         cfg.model.compute_dtype = "bfloat16"
         cfg.train.log_every = 100
         cfg.train.checkpoint_every = 400
-        cfg.attack.num_targets = 16
+        cfg.attack.num_targets = 8
     elif arg:
         raise ValueError(f"unknown config argument {arg!r}; use '' or 'gpu'")
     return cfg
@@ -44,5 +44,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
 def get_sweep(arg: str = "") -> list[dict]:
     num_models = get_config(arg).num_shadow_models
-    counts = [k for k in (4, 8, 16, 32, 64, 128, 256) if k <= num_models - 2]
+    grid = (4, 16, 64) if arg == "gpu" else (4, 8, 16)
+    counts = [k for k in grid if k <= num_models - 2]
     return [{"attack.num_shadows": k} for k in counts + [num_models - 2]]

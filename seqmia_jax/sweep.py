@@ -37,6 +37,8 @@ NUM_SHADOWS = "attack.num_shadows"
 def apply_overrides(config_dict, overrides: dict):
     """A copy of an ml_collections ConfigDict with dotted overrides applied."""
     out = copy.deepcopy(config_dict)
+    if hasattr(out, "unlock"):
+        out.unlock()  # config_flags locks the ConfigDict; sweeps may add attack.* keys
     for key, value in overrides.items():
         node = out
         *parents, leaf = key.split(".")

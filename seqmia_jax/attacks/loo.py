@@ -67,8 +67,6 @@ class LooStats:
     sub_idx_M: np.ndarray  # samples used for pooled covariance/correlation fits
     x_sub_SxMxL: jax.Array  # centered, masked-zeroed float64 rows of the subset
     gram: dict[str, jax.Array]  # side -> sum over subset and side shadows of x x^T
-    # side -> per-sample sum over the side's shadows of x x^T (M x L x L), if asked
-    gram_MxLxL: dict[str, jax.Array] = dataclasses.field(default_factory=dict)
 
 
 def designated_shadows(keep_SxN: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -114,14 +112,8 @@ def collect(
     mask_NxL: np.ndarray | None,
     cov_samples: int | None = None,
     chunk_bytes: int = 1 << 28,
-    per_sample_gram: bool = False,
 ) -> LooStats:
-    """Streams over samples and returns the sufficient statistics (call in float64 scope).
-
-    ``per_sample_gram`` also keeps, per side, the M x L x L per-sample Gram
-    matrices of the subset (for correlations of per-sample standardized
-    residuals without touching the S x M x L rows once per target).
-    """
+    """Streams over samples and returns the sufficient statistics (call in float64 scope)."""
     num_models, num_samples, length = x_SxNxL.shape
     keep_SxN = np.asarray(keep_SxN, dtype=bool)
     if mask_NxL is None:
@@ -153,7 +145,7 @@ def collect(
     mask = jnp.asarray(mask_NxL)
     sub_idx_M = np.arange(0) if cov_samples is None else subset_indices(num_samples, cov_samples)
     x_sub = jnp.zeros((num_models, 0, length))
-    gram, gram_per_sample = {}, {}
+    gram = {}
     if cov_samples is not None:
         x_sub = _center_subset(
             np.asarray(x_SxNxL[:, sub_idx_M]),
@@ -161,12 +153,8 @@ def collect(
             mask[sub_idx_M],
         )
         for name, on_SxM in (("in", keep_SxN[:, sub_idx_M]), ("out", ~keep_SxN[:, sub_idx_M])):
-            if per_sample_gram:
-                gram_per_sample[name] = _per_sample_gram(x_sub, jnp.asarray(on_SxM))
-                gram[name] = jnp.sum(gram_per_sample[name], axis=0)
-            else:
-                gram[name] = _side_gram(x_sub, jnp.asarray(on_SxM))
-    return LooStats(cat[0], mask, side, sub_idx_M, x_sub, gram, gram_per_sample)
+            gram[name] = _side_gram(x_sub, jnp.asarray(on_SxM))
+    return LooStats(cat[0], mask, side, sub_idx_M, x_sub, gram)
 
 
 @jax.jit
@@ -178,12 +166,6 @@ def _center_subset(x_SxMxL, center_MxL, mask_MxL):
 def _side_gram(x_SxMxL, on_side_SxM):
     xw = jnp.where(on_side_SxM[..., None], x_SxMxL, 0.0).reshape(-1, x_SxMxL.shape[-1])
     return xw.T @ x_SxMxL.reshape(-1, x_SxMxL.shape[-1])
-
-
-@jax.jit
-def _per_sample_gram(x_SxMxL, on_side_SxM):
-    xw = jnp.where(on_side_SxM[..., None], x_SxMxL, 0.0)
-    return jnp.einsum("sml,smk->mlk", xw, x_SxMxL)
 
 
 def target_row(x_SxNxL: np.ndarray, t: int, stats: LooStats) -> jax.Array:

@@ -57,11 +57,7 @@ accelerator, few on CPU): ``_fit_block`` (LOO moments, the variance floor and
 every L x L fit on the subset, including shrinkage) and ``_score_block`` over
 chunks of samples (moments again, normal scores, Cholesky with in-graph
 jitter repair, chain-rule or GLS terms). Nothing returns to the host per
-target; results are fetched once per block. The correlation of per-sample
-standardized residuals (``hetero``) uses per-sample Gram matrices of the
-subset kept by ``loo.collect``: sum_n D_n (G_n - r_n r_n^T - k_n mu_n mu_n^T) D_n,
-with r_n the removed row, which is the same sum as over the shadows' residual
-vectors at 1/(S/2) of the work.
+target; results are fetched once per block.
 """
 
 import dataclasses
@@ -171,15 +167,16 @@ def _matrix(plan, shared, mom_sub, t, side):
         return corr * jnp.outer(std_L, std_L), rho, None
     if plan.cov == "correlation":
         for s in plan.matrix_sides(side):
-            mu, var, k, removed = mom_sub[s]
-            a = jnp.where(m, 1.0 / jnp.sqrt(var), 0.0)
-            ar, amu = a * removed, a * mu
-            weighted = jnp.sum(a[:, :, None] * a[:, None, :] * shared["gram_ps"][s], axis=0)
-            cross = cross + weighted - ar.T @ ar - (amu * k[:, None]).T @ amu
+            mu, var, k, _ = mom_sub[s]
+            w = loo.subset_weights(shared["on_sub"][s], t, shared["last_sub"][s])
+            # Residual rows, not per-sample Gram matrices: those lose the exact
+            # rank deficiency of few shadows, which jitter must see to repair.
+            z = jnp.where(m, (x_sub - mu) / jnp.sqrt(var), 0.0) * w[..., None]
+            flat = z.reshape(-1, z.shape[-1])
+            cross = cross + flat.T @ flat
             dof = dof + (mf * (k - 1.0)[:, None]).T @ mf
             if need_fourth:
-                w = loo.subset_weights(shared["on_sub"][s], t, shared["last_sub"][s])
-                fourth = fourth + _fourth(jnp.where(m, (x_sub - mu) * a, 0.0), w)
+                fourth = fourth + _fourth(z, w)
         corr, _, rho = gaussian.shrunk_correlation(cross, dof, plan.shrinkage, fourth)
         return corr, rho, None
     return _copula_matrix(plan, shared, mom_sub, t, side)
@@ -333,9 +330,10 @@ def _row_groups(mask_np, chunk):
     return patterns, None, out
 
 
-def _block_size(num_targets, num_samples, length):
+def _block_size(num_targets, num_samples, length, subset_rows):
+    """Targets per call and samples per scoring chunk, from the memory budget."""
     budget = _BLOCK_BYTES.get(jax.default_backend(), _BLOCK_BYTES_ACCELERATOR)
-    per_target = 8 * num_samples * length
+    per_target = 8 * length * max(num_samples, subset_rows)
     block = int(min(num_targets, max(1, budget // per_target)))
     chunk = int(max(1, budget // (8 * length * block)))
     return block, chunk
@@ -353,7 +351,6 @@ def _shared_arrays(stats, keep_SxN, opt):
             on_sub={"in": jnp.asarray(keep_SxN[:, sub]), "out": jnp.asarray(~keep_SxN[:, sub])},
             last_sub={s: jnp.asarray(stats.side[s].last_model_N[sub]) for s in ("in", "out")},
             gram=stats.gram,
-            gram_ps=stats.gram_MxLxL,
             pick=jnp.asarray(loo.subset_indices(len(sub), opt["marginal_samples"])),
         )
     return shared
@@ -390,11 +387,11 @@ def seq(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput:
             keep_SxN,
             inputs.mask_NxL,
             opt["cov_samples"] if needs_subset else None,
-            per_sample_gram=cov == "correlation",
         )
         shared = _shared_arrays(stats, keep_SxN, opt)
         row_data = {"side": shared["side"], "center": stats.center_NxL, "mask": stats.mask_NxL}
-        block, chunk = _block_size(num_targets, num_samples, length)
+        subset_rows = stats.x_sub_SxMxL.shape[0] * len(stats.sub_idx_M)
+        block, chunk = _block_size(num_targets, num_samples, length, subset_rows)
         patterns, size, groups = _row_groups(np.asarray(stats.mask_NxL), chunk)
         patterns = jnp.asarray(patterns)
         for b0 in range(0, num_targets, block):
