@@ -31,8 +31,19 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 _SHUTDOWN_TIMEOUT_S = 24 * 3600
 
 
+class _QuietLibraries:
+    """Drops INFO records of orbax and tfds, which log every checkpoint step."""
+
+    def filter(self, record) -> bool:
+        noisy = ("orbax", "tensorflow_datasets", "xla_bridge")
+        return record.levelno > 20 or not any(n in record.pathname for n in noisy)
+
+
 def init_runtime() -> None:
     """Starts jax.distributed when asked to, then logs the devices."""
+    import logging as std_logging
+
+    std_logging.getLogger("absl").addFilter(_QuietLibraries())
     if _COORDINATOR.value:
         if _NUM_PROCESSES.value is None or _PROCESS_ID.value is None:
             raise app.UsageError("--coordinator_address needs --num_processes and --process_id")
