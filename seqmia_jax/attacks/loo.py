@@ -67,6 +67,10 @@ class LooStats:
     sub_idx_M: np.ndarray  # samples used for pooled covariance/correlation fits
     x_sub_SxMxL: jax.Array  # centered, masked-zeroed float64 rows of the subset
     gram: dict[str, jax.Array]  # side -> sum over subset and side shadows of x x^T
+    # side -> (models_KxM, valid_KxM, x_KxMxL): per subset sample, the rows of the
+    # side's shadows (K = the largest side count, padded rows invalid), so
+    # per-target fits touch no rows of the other side.
+    side_rows: dict[str, tuple[jax.Array, jax.Array, jax.Array]]
 
 
 def designated_shadows(keep_SxN: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -83,19 +87,38 @@ def designated_shadows(keep_SxN: np.ndarray, seed: int = 0) -> dict[str, np.ndar
 
 @jax.jit
 def _chunk_sums(x_SxCxL, keep_SxC, mask_CxL, chosen_in_C, chosen_out_C):
-    x = x_SxCxL.astype(jnp.float64)
-    center_CxL = jnp.where(mask_CxL, jnp.mean(x, axis=0), 0.0)
-    xc = jnp.where(mask_CxL, x - center_CxL, 0.0)
+    # Scans over models: XLA:CPU reduces over a leading axis ~30x slower than
+    # it adds up contiguous C x L slabs one model at a time.
+    def add_model(total, x_CxL):
+        return total + x_CxL.astype(jnp.float64), None
+
+    zeros = jnp.zeros(x_SxCxL.shape[1:], jnp.float64)
+    total, _ = jax.lax.scan(add_model, zeros, x_SxCxL)
+    center_CxL = jnp.where(mask_CxL, total / x_SxCxL.shape[0], 0.0)
+
+    def add_centered(carry, inputs):
+        s, x_CxL, keep_C = inputs
+        xc = jnp.where(mask_CxL, x_CxL.astype(jnp.float64) - center_CxL, 0.0)
+        out = []
+        for (tot, sq, last), on_C, last_C in zip(
+            carry, (keep_C, ~keep_C), (chosen_in_C, chosen_out_C)
+        ):
+            on = on_C[:, None]
+            out.append(
+                (
+                    tot + jnp.where(on, xc, 0.0),
+                    sq + jnp.where(on, xc * xc, 0.0),
+                    jnp.where((last_C == s)[:, None], xc, last),
+                )
+            )
+        return tuple(out), None
+
+    init = tuple((zeros, zeros, zeros) for _ in range(2))
+    models = jnp.arange(x_SxCxL.shape[0])
+    sides, _ = jax.lax.scan(add_centered, init, (models, x_SxCxL, keep_SxC))
     out = [center_CxL]
-    cols = jnp.arange(x.shape[1])
-    for on_side_SxC, last_C in ((keep_SxC, chosen_in_C), (~keep_SxC, chosen_out_C)):
-        w = on_side_SxC[..., None].astype(jnp.float64)
-        out += [
-            jnp.sum(w * xc, axis=0),
-            jnp.sum(w * xc * xc, axis=0),
-            jnp.sum(on_side_SxC, axis=0).astype(jnp.float64),
-            xc[last_C, cols],
-        ]
+    for (tot, sq, last), on_SxC in zip(sides, (keep_SxC, ~keep_SxC)):
+        out += [tot, sq, jnp.sum(on_SxC, axis=0).astype(jnp.float64), last]
     return out
 
 
@@ -152,9 +175,20 @@ def collect(
             cat[0][sub_idx_M],
             mask[sub_idx_M],
         )
+    side_rows = {}
+    if cov_samples is not None:
+        cols_M = np.arange(len(sub_idx_M))
         for name, on_SxM in (("in", keep_SxN[:, sub_idx_M]), ("out", ~keep_SxN[:, sub_idx_M])):
             gram[name] = _side_gram(x_sub, jnp.asarray(on_SxM))
-    return LooStats(cat[0], mask, side, sub_idx_M, x_sub, gram)
+            kmax = max(int(on_SxM.sum(0).max()), 1)
+            models_KxM = np.argsort(~on_SxM, axis=0, kind="stable")[:kmax]
+            valid_KxM = np.take_along_axis(on_SxM, models_KxM, axis=0)
+            side_rows[name] = (
+                jnp.asarray(models_KxM),
+                jnp.asarray(valid_KxM),
+                x_sub[jnp.asarray(models_KxM), jnp.asarray(cols_M)[None, :]],
+            )
+    return LooStats(cat[0], mask, side, sub_idx_M, x_sub, gram, side_rows)
 
 
 @jax.jit
@@ -189,8 +223,7 @@ def loo_moments(total_NxL, sumsq_NxL, count_N, last_row_NxL, x_t_NxL, target_on_
     return mu_NxL, var_NxL, k_N, removed_NxL
 
 
-def subset_weights(on_side_SxM, t, last_model_M):
-    """0/1 float weights of the shadows a side uses for target t on the subset (pure)."""
-    removed_M = jnp.where(on_side_SxM[t], t, last_model_M)
-    models_S = jnp.arange(on_side_SxM.shape[0])
-    return (on_side_SxM & (models_S[:, None] != removed_M[None, :])).astype(jnp.float64)
+def subset_weights(models_KxM, valid_KxM, target_on_side_M, t, last_model_M):
+    """0/1 float weights of a side's subset rows (``LooStats.side_rows``) for target t (pure)."""
+    removed_M = jnp.where(target_on_side_M, t, last_model_M)
+    return (valid_KxM & (models_KxM != removed_M[None, :])).astype(jnp.float64)

@@ -73,9 +73,14 @@ from seqmia_jax.attacks.base import ATTACKS, AttackInputError, AttackInputs, Att
 from seqmia_jax.attacks.lira import STATISTICS, parse_options, statistic_array
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-# Bytes of one float64 B x N x L array per call: bounds every target block.
+# Bytes of one float64 B x N x L (or B x S x M x L) array per call: bounds
+# every target block and scoring chunk.
 _BLOCK_BYTES = {"cpu": 1 << 26}
 _BLOCK_BYTES_ACCELERATOR = 1 << 30
+# On CPU one target per call: batching targets gains nothing on a few cores,
+# and batched LAPACK solves under XLA's concurrent CPU scheduler were seen to
+# deadlock (jax 0.10.2, copula scoring with B >= 2).
+_MAX_BLOCK = {"cpu": 1}
 
 
 def _is_shrinkage(v) -> bool:
@@ -143,11 +148,17 @@ def _fourth(r_SxMxL, w_SxM):
     return jnp.sum(w_SxM * jnp.sum(r_SxMxL**2, axis=-1) ** 2)
 
 
-def _matrix(plan, shared, mom_sub, t, side):
+def _side_rows(shared, on_sub, t, side):
+    """(x_KxMxL, w_KxM): this side's subset rows and their weights for target t."""
+    models, valid, x_rows = shared["side_rows"][side]
+    on = on_sub if side == "in" else ~on_sub
+    return x_rows, loo.subset_weights(models, valid, on, t, shared["last_sub"][side])
+
+
+def _matrix(plan, shared, mom_sub, on_sub, t, side):
     """(matrix L x L, rho, marginal table or None) of one side, from the subset."""
     m = shared["mask_sub"]
     mf = m.astype(jnp.float64)
-    x_sub = shared["x_sub"]
     cross, dof, fourth = 0.0, 0.0, 0.0
     need_fourth = plan.shrinkage == "lw"
     if plan.cov == "pooled":
@@ -160,18 +171,18 @@ def _matrix(plan, shared, mom_sub, t, side):
             _, std_L, _ = gaussian.correlation_from_cross(cross, dof)
             fourth = 0.0
             for s in plan.matrix_sides(side):
-                w = loo.subset_weights(shared["on_sub"][s], t, shared["last_sub"][s])
-                r = jnp.where(m, (x_sub - mom_sub[s][0]) / std_L, 0.0)
+                x_rows, w = _side_rows(shared, on_sub, t, s)
+                r = jnp.where(m, (x_rows - mom_sub[s][0]) / std_L, 0.0)
                 fourth = fourth + _fourth(r, w)
         corr, std_L, rho = gaussian.shrunk_correlation(cross, dof, plan.shrinkage, fourth)
         return corr * jnp.outer(std_L, std_L), rho, None
     if plan.cov == "correlation":
         for s in plan.matrix_sides(side):
             mu, var, k, _ = mom_sub[s]
-            w = loo.subset_weights(shared["on_sub"][s], t, shared["last_sub"][s])
+            x_rows, w = _side_rows(shared, on_sub, t, s)
             # Residual rows, not per-sample Gram matrices: those lose the exact
             # rank deficiency of few shadows, which jitter must see to repair.
-            z = jnp.where(m, (x_sub - mu) / jnp.sqrt(var), 0.0) * w[..., None]
+            z = jnp.where(m, (x_rows - mu) / jnp.sqrt(var), 0.0) * w[..., None]
             flat = z.reshape(-1, z.shape[-1])
             cross = cross + flat.T @ flat
             dof = dof + (mf * (k - 1.0)[:, None]).T @ mf
@@ -179,32 +190,34 @@ def _matrix(plan, shared, mom_sub, t, side):
                 fourth = fourth + _fourth(z, w)
         corr, _, rho = gaussian.shrunk_correlation(cross, dof, plan.shrinkage, fourth)
         return corr, rho, None
-    return _copula_matrix(plan, shared, mom_sub, t, side)
+    return _copula_matrix(plan, shared, mom_sub, on_sub, t, side)
 
 
-def _copula_matrix(plan, shared, mom_sub, t, side):
+def _copula_matrix(plan, shared, mom_sub, on_sub, t, side):
     # The marginals and copula correlation are refit per target from pooled
     # residuals (they depend on the target through the LOO standardization),
     # on a further even subset of ``marginal_samples`` samples.
     pick = shared["pick"]
-    x_sub, m = shared["x_sub"][:, pick], shared["mask_sub"][pick]
-    u_SxMxL, w_SxM = 0.0, 0.0
+    m = shared["mask_sub"][pick]
+    u_rows, w_rows = [], []
     for s in plan.matrix_sides(side):
         mu, var, k, _ = (v[pick] for v in mom_sub[s])
+        x_rows, w = _side_rows(shared, on_sub, t, s)
+        x_rows, w = x_rows[:, pick], w[:, pick]
         inflate = jnp.sqrt((k + 1.0) / jnp.maximum(k - 1.0, 1.0))[:, None]
-        u = jnp.where(m, (x_sub - mu) / jnp.sqrt(var) * inflate, 0.0)
-        w = loo.subset_weights(shared["on_sub"][s], t, shared["last_sub"][s])[:, pick]
-        u_SxMxL = u_SxMxL + u * (w[..., None] > 0)
-        w_SxM = w_SxM + w
+        u = jnp.where(m, (x_rows - mu) / jnp.sqrt(var) * inflate, 0.0)
+        u_rows.append(u * (w[..., None] > 0))
+        w_rows.append(w)
+    u_KxMxL, w_KxM = jnp.concatenate(u_rows), jnp.concatenate(w_rows)
     length = m.shape[-1]
-    w_flat = (w_SxM[..., None] * m).reshape(-1, length)
-    table = gaussian.fit_marginal(u_SxMxL.reshape(-1, length), w_flat)
-    z, _ = gaussian.eval_marginal(*table, u_SxMxL.reshape(-1, length))
-    z = jnp.where(m, z.reshape(u_SxMxL.shape), 0.0) * w_SxM[..., None]
+    w_flat = (w_KxM[..., None] * m).reshape(-1, length)
+    table = gaussian.fit_marginal(u_KxMxL.reshape(-1, length), w_flat)
+    z, _ = gaussian.eval_marginal(*table, u_KxMxL.reshape(-1, length))
+    z = jnp.where(m, z.reshape(u_KxMxL.shape), 0.0) * w_KxM[..., None]
     flat = z.reshape(-1, length)
     fourth = jnp.sum(jnp.sum(flat**2, axis=-1) ** 2)
     mf = m.astype(jnp.float64)
-    dof = (mf * jnp.sum(w_SxM, axis=0)[:, None]).T @ mf
+    dof = (mf * jnp.sum(w_KxM, axis=0)[:, None]).T @ mf
     corr, _, rho = gaussian.shrunk_correlation(flat.T @ flat, dof, plan.shrinkage, fourth)
     return corr, rho, table
 
@@ -225,7 +238,7 @@ def _fit_target(plan, shared, x_NxL, on_in_N, t):
                 fit[key]["in"] = fit[key]["out"]
             continue
         fit["matrix"][side], fit["rho"][side], fit["table"][side] = _matrix(
-            plan, shared, mom_sub, t, side
+            plan, shared, mom_sub, on_in_N[sub], t, side
         )
     return fit
 
@@ -250,13 +263,13 @@ def _side_model(plan, fit, mom, xc_NxL, mask_NxL, side):
     return z, -jnp.log(pred_sd) - HALF_LOG_2PI, jnp.where(mask_NxL, 1.0 / pred_sd, 0.0)
 
 
-def _score_target(plan, rows, x_CxL, on_in_C, fit, present_L):
-    """Per-position terms (C x L), jitter and Cholesky success per side (pure)."""
+def _score_target(plan, rows, x_CxL, on_in_C, fit, chol):
+    """Per-position terms (C x L) of one target; ``chol`` maps side -> factor (pure)."""
     mask = rows["mask"]
     xc = jnp.where(mask, x_CxL.astype(jnp.float64) - rows["center"], 0.0)
     mom, _ = _moments(plan, rows["side"], xc, on_in_C, mask, fit["floor"])
     gls = plan.mode == "gls"
-    terms, jitter, ok = {}, [], []
+    terms = {}
     for side in plan.sides:
         z, extra, a = _side_model(plan, fit, mom, xc, mask, side)
         if plan.cov == "diag":
@@ -265,68 +278,115 @@ def _score_target(plan, rows, x_CxL, on_in_C, fit, present_L):
                 if gls
                 else gaussian.diag_chain_terms(z, extra, mask)
             )
-            continue
-        chol, jit, good = gaussian.cholesky_pd(gaussian.padded(fit["matrix"][side], present_L))
-        jitter.append(jit)
-        ok.append(good)
-        terms[side] = (
-            gaussian.gls_terms(chol, z, a, mask)
-            if gls
-            else gaussian.chain_terms(chol, z, extra, mask)
-        )
+        elif gls:
+            terms[side] = gaussian.gls_terms(chol[side], z, a, mask)
+        else:
+            terms[side] = gaussian.chain_terms(chol[side], z, extra, mask)
     if plan.mode == "online":
-        out = terms["in"] - terms["out"]
-    elif gls:
-        out = plan.direction * terms["out"]
-    else:
-        out = -terms["out"]
-    return out, jnp.stack(jitter) if jitter else None, jnp.stack(ok) if ok else None
+        return terms["in"] - terms["out"]
+    if gls:
+        return plan.direction * terms["out"]
+    return -terms["out"]
+
+
+def _over_targets(fn, *args_B):
+    """vmap over the leading target axis; a plain call when there is one target.
+
+    XLA:CPU runs batched matmuls of batch 1 at about half the speed of plain ones.
+    """
+    if jax.tree.leaves(args_B)[0].shape[0] == 1:
+        out = fn(*jax.tree.map(lambda a: a[0], args_B))
+        return jax.tree.map(lambda a: a[None], out)
+    return jax.vmap(fn)(*args_B)
 
 
 @functools.partial(jax.jit, static_argnames=("plan",))
 def _fit_block(plan, shared, x_BxNxL, on_in_BxN, t_B):
-    return jax.vmap(lambda x, on, t: _fit_target(plan, shared, x, on, t))(x_BxNxL, on_in_BxN, t_B)
+    return _over_targets(
+        lambda x, on, t: _fit_target(plan, shared, x, on, t), x_BxNxL, on_in_BxN, t_B
+    )
 
 
-def _score_block(plan, rows, x_BxCxL, on_in_BxC, fit, present_L):
-    terms, jitter, ok = jax.vmap(lambda x, on, f: _score_target(plan, rows, x, on, f, present_L))(
-        x_BxCxL, on_in_BxC, fit
+@jax.jit
+def _factor_block(matrices, present_PxL):
+    """Plain Cholesky factors of every side's matrix restricted to each mask pattern.
+
+    Returns side -> (matrices B x P x L x L, factors B x P x L x L, finite B x P).
+    """
+    out = {}
+    for side, matrix_BxLxL in matrices.items():
+        mats = jax.vmap(lambda a: jax.vmap(lambda p: gaussian.padded(a, p))(present_PxL))(
+            matrix_BxLxL
+        )
+        chol = jnp.linalg.cholesky(mats)
+        out[side] = (mats, chol, jnp.all(jnp.isfinite(chol), axis=(-2, -1)))
+    return out
+
+
+_repair = jax.jit(jax.vmap(gaussian.jittered_cholesky))
+
+
+def _score_block(plan, rows, x_BxCxL, on_in_BxC, fit, chol, u):
+    chol_u = {side: c[:, u] for side, c in chol.items()}
+    terms = _over_targets(
+        lambda x, on, f, c: _score_target(plan, rows, x, on, f, c), x_BxCxL, on_in_BxC, fit, chol_u
     )
     evidence = terms.astype(jnp.float32) if plan.evidence else None
-    return jnp.sum(terms, axis=-1), evidence, jitter, ok
+    return jnp.sum(terms, axis=-1), evidence
 
 
 @functools.partial(jax.jit, static_argnames=("plan", "size"))
-def _score_slice(plan, size, row_data, x_BxNxL, on_in_BxN, fit, present_L, start):
+def _score_slice(plan, size, row_data, x_BxNxL, on_in_BxN, fit, chol, u, start):
     """``_score_block`` on samples start .. start + size (contiguous, no gather)."""
     rows = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, 0), row_data)
     x = jax.lax.dynamic_slice_in_dim(x_BxNxL, start, size, 1)
     on = jax.lax.dynamic_slice_in_dim(on_in_BxN, start, size, 1)
-    return _score_block(plan, rows, x, on, fit, present_L)
+    return _score_block(plan, rows, x, on, fit, chol, u)
 
 
 @functools.partial(jax.jit, static_argnames=("plan",))
-def _score_gather(plan, row_data, x_BxNxL, on_in_BxN, fit, present_L, idx_C):
+def _score_gather(plan, row_data, x_BxNxL, on_in_BxN, fit, chol, u, idx_C):
     """``_score_block`` on the samples idx_C (one mask pattern)."""
     rows = jax.tree.map(lambda a: a[idx_C], row_data)
-    return _score_block(plan, rows, x_BxNxL[:, idx_C], on_in_BxN[:, idx_C], fit, present_L)
+    return _score_block(plan, rows, x_BxNxL[:, idx_C], on_in_BxN[:, idx_C], fit, chol, u)
+
+
+def _factors(plan, fit, present_PxL, num_real, jitters):
+    """Cholesky factors per side (B x P x L x L), jitter-repaired where not finite."""
+    if plan.cov == "diag":
+        return {}
+    chol = {}
+    for side, (mats, factor, finite) in _factor_block(fit["matrix"], present_PxL).items():
+        bad = np.argwhere(~np.asarray(finite))
+        if len(bad):
+            fixed, jitter, ok = _repair(mats[bad[:, 0], bad[:, 1]])
+            if not np.all(np.asarray(ok)):
+                raise FloatingPointError("covariance is not positive definite even with jitter")
+            factor = factor.at[bad[:, 0], bad[:, 1]].set(fixed)
+            jitters.extend(np.asarray(jitter)[bad[:, 0] < num_real].tolist())
+        chol[side] = factor
+    return chol
 
 
 def _row_groups(mask_np, chunk):
-    """(pattern, start or padded indices, destination indices, first chunk of pattern)."""
+    """(pattern, start or padded indices, destination indices) per scoring call."""
     patterns, groups = gaussian.mask_patterns(mask_np)
     num_samples = mask_np.shape[0]
     if len(groups) == 1 and len(groups[0]) == num_samples:
         size = min(chunk, num_samples)
         starts = list(range(0, num_samples - size, size)) + [num_samples - size]
-        return patterns, size, [(0, s, np.arange(s, s + size), s == 0) for s in starts]
+        return patterns, size, [(0, s, np.arange(s, s + size)) for s in starts]
+    # One padded size for all groups (one compiled program) unless that more
+    # than doubles the rows scored; else powers of two.
+    common = min(chunk, gaussian.bucket(max(len(idx) for idx in groups)))
+    common = common if common * len(groups) <= 2 * num_samples else None
     out = []
     for u, idx in enumerate(groups):
         for c0 in range(0, len(idx), chunk):
             part = idx[c0 : c0 + chunk]
-            pad = gaussian.bucket(len(part))
+            pad = common or gaussian.bucket(len(part))
             padded_idx = np.concatenate([part, np.full(pad - len(part), part[0])])
-            out.append((u, padded_idx, part, c0 == 0))
+            out.append((u, padded_idx, part))
     return patterns, None, out
 
 
@@ -334,21 +394,21 @@ def _block_size(num_targets, num_samples, length, subset_rows):
     """Targets per call and samples per scoring chunk, from the memory budget."""
     budget = _BLOCK_BYTES.get(jax.default_backend(), _BLOCK_BYTES_ACCELERATOR)
     per_target = 8 * length * max(num_samples, subset_rows)
-    block = int(min(num_targets, max(1, budget // per_target)))
+    block = min(num_targets, max(1, budget // per_target))
+    block = int(min(block, _MAX_BLOCK.get(jax.default_backend(), block)))
     chunk = int(max(1, budget // (8 * length * block)))
     return block, chunk
 
 
-def _shared_arrays(stats, keep_SxN, opt):
+def _shared_arrays(stats, opt):
     sub = stats.sub_idx_M
     side = {s: stats.side[s].arrays() for s in ("in", "out")}
     shared = {"side": side, "center": stats.center_NxL, "mask": stats.mask_NxL}
     if len(sub):
         shared.update(
             sub_idx=jnp.asarray(sub),
-            x_sub=stats.x_sub_SxMxL,
+            side_rows=stats.side_rows,
             mask_sub=stats.mask_NxL[sub],
-            on_sub={"in": jnp.asarray(keep_SxN[:, sub]), "out": jnp.asarray(~keep_SxN[:, sub])},
             last_sub={s: jnp.asarray(stats.side[s].last_model_N[sub]) for s in ("in", "out")},
             gram=stats.gram,
             pick=jnp.asarray(loo.subset_indices(len(sub), opt["marginal_samples"])),
@@ -388,12 +448,14 @@ def seq(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput:
             inputs.mask_NxL,
             opt["cov_samples"] if needs_subset else None,
         )
-        shared = _shared_arrays(stats, keep_SxN, opt)
+        shared = _shared_arrays(stats, opt)
         row_data = {"side": shared["side"], "center": stats.center_NxL, "mask": stats.mask_NxL}
-        subset_rows = stats.x_sub_SxMxL.shape[0] * len(stats.sub_idx_M)
+        subset_rows = stats.x_sub_SxMxL.shape[0] * len(stats.sub_idx_M)  # S x M
         block, chunk = _block_size(num_targets, num_samples, length, subset_rows)
         patterns, size, groups = _row_groups(np.asarray(stats.mask_NxL), chunk)
-        patterns = jnp.asarray(patterns)
+        # Factors of at most `per_call` patterns are held at once.
+        budget = _BLOCK_BYTES.get(jax.default_backend(), _BLOCK_BYTES_ACCELERATOR)
+        per_call = max(1, budget // (16 * block * length * length))
         for b0 in range(0, num_targets, block):
             real = targets_T[b0 : b0 + block]
             # Pad the last block with repeats, so every block has one compiled shape.
@@ -401,33 +463,33 @@ def seq(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput:
             x_blk = jnp.asarray(np.stack([np.asarray(x[t], dtype=np.float32) for t in tb]))
             on_in = jnp.asarray(keep_SxN[tb])
             fit = _fit_block(plan, shared, x_blk, on_in, jnp.asarray(tb))
-            done = []
-            for u, where, dest, first in groups:
+            done, chol, chol_first = [], {}, None
+            for u, where, dest in groups:
+                if chol_first is None or not chol_first <= u < chol_first + per_call:
+                    chol_first = u - u % per_call
+                    present = patterns[chol_first : chol_first + per_call]
+                    chol = _factors(plan, fit, jnp.asarray(present), len(real), jitters)
+                u_local = u - chol_first
                 if size is not None:
-                    res = _score_slice(plan, size, row_data, x_blk, on_in, fit, patterns[u], where)
+                    res = _score_slice(
+                        plan, size, row_data, x_blk, on_in, fit, chol, u_local, where
+                    )
                 else:
-                    res = _score_gather(plan, row_data, x_blk, on_in, fit, patterns[u], where)
-                done.append((dest, first, res))
+                    res = _score_gather(plan, row_data, x_blk, on_in, fit, chol, u_local, where)
+                done.append((dest, res))
             nb = len(real)
-            for dest, first, (score, ev, jit, ok) in done:
+            for dest, (score, ev) in done:
                 scores[b0 : b0 + nb, dest] = np.asarray(score)[:nb, : len(dest)]
                 if plan.evidence:
                     evidence[b0 : b0 + nb, dest] = np.asarray(ev)[:nb, : len(dest)]
-                if jit is not None and first:
-                    if not np.all(np.asarray(ok)):
-                        raise FloatingPointError(
-                            "covariance is not positive definite even with jitter"
-                        )
-                    jitters.append(np.asarray(jit)[:nb].reshape(-1))
             if needs_subset:
                 rho += np.stack([np.asarray(fit["rho"][s]) for s in plan.sides], -1)[:nb].tolist()
             else:
                 rho += [[None] * len(plan.sides)] * nb
     diag = {"rho": rho, "options": opt, "equal_count_rule": True}
-    if jitters:
-        all_jitter = np.concatenate(jitters)
-        diag["jitter_max"] = float(all_jitter.max())
-        diag["jitter_repairs"] = int(np.sum(all_jitter > 0))
+    if needs_subset:
+        diag["jitter_max"] = float(max(jitters, default=0.0))
+        diag["jitter_repairs"] = len(jitters)
     diag["cov_samples_used"] = len(stats.sub_idx_M) if needs_subset else 0
     return AttackOutput(scores_TxN=scores, evidence_TxNxL=evidence, diagnostics=diag)
 
