@@ -26,14 +26,20 @@ EVIDENCE_ATTACK = "seq:cov=hetero"
 
 
 def attack_settings(cfg: ExperimentConfig) -> dict:
-    """The attack stage's inputs from the config: specs, targets, bootstrap."""
-    specs = split_specs(cfg.attack.get("attacks", "")) or list(DEFAULT_ATTACKS)
+    """The attack stage's inputs from the config: specs, targets, bootstrap.
+
+    No specs means the default set, from which attacks whose inputs are absent
+    (zlib without text, say) are skipped rather than failed.
+    """
+    specs = split_specs(cfg.attack.get("attacks", "")) or None
     num_targets = int(cfg.attack.get("num_targets", 0)) or None
     return {
         "attacks": specs,
         "targets": num_targets,
         "bootstrap": int(cfg.attack.get("bootstrap", 200)),
-        "evidence_attack": EVIDENCE_ATTACK if EVIDENCE_ATTACK in specs else None,
+        "evidence_attack": EVIDENCE_ATTACK
+        if EVIDENCE_ATTACK in (specs or DEFAULT_ATTACKS)
+        else None,
     }
 
 
