@@ -31,8 +31,6 @@ from seqmia_jax.pipeline import attack_settings
 from seqmia_jax.scoring import score
 from seqmia_jax.workdir import identity, read_json, write_json
 
-NUM_SHADOWS = "attack.num_shadows"
-
 
 def apply_overrides(config_dict, overrides: dict):
     """A copy of an ml_collections ConfigDict with dotted overrides applied."""

@@ -161,9 +161,3 @@ class Workdir:
                 + "\n".join(diffs)
                 + "\nUse a new --workdir, or delete this one to start over."
             )
-
-    def stored_config(self) -> dict:
-        """The config dict stored by the training stage."""
-        if not self.path.is_dir():
-            raise WorkdirError(f"work directory {self.path} does not exist; run training first")
-        return read_json(self.config_json)
