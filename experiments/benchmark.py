@@ -11,6 +11,7 @@ from ml_collections import config_flags
 
 from seqmia_jax import benchmark, launch
 from seqmia_jax.attacks.specs import split_specs
+from seqmia_jax.config import from_config_dict
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and few steps (CI smoke run).")
@@ -33,7 +34,7 @@ def main(argv):
     launch.init_runtime()
 
     def run():
-        cfg = launch.typed_config(_CONFIG.value)
+        cfg = from_config_dict(_CONFIG.value)
         overrides = {
             "strategies": tuple(_STRATEGIES.value),
             "peak_tflops": _PEAK.value,

@@ -10,6 +10,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from seqmia_jax import launch
+from seqmia_jax.config import from_config_dict
 from seqmia_jax.data import load_dataset
 from seqmia_jax.report import print_summary, write_report
 
@@ -22,7 +23,7 @@ def main(argv):
     del argv
 
     def report():
-        cfg = launch.typed_config(_CONFIG.value)
+        cfg = from_config_dict(_CONFIG.value)
         paths = write_report(_WORKDIR.value, load_dataset(cfg.data), overwrite=_OVERWRITE.value)
         results = json.loads((Path(_WORKDIR.value) / "results" / "results.json").read_text())
         print(print_summary(results))

@@ -10,6 +10,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from seqmia_jax import launch
+from seqmia_jax.config import from_config_dict
 from seqmia_jax.pipeline import run_audit
 from seqmia_jax.report import print_summary
 
@@ -26,7 +27,7 @@ def main(argv):
     )
 
     def audit():
-        out = run_audit(launch.typed_config(_CONFIG.value), workdir, overwrite=_OVERWRITE.value)
+        out = run_audit(from_config_dict(_CONFIG.value), workdir, overwrite=_OVERWRITE.value)
         if out["results"] is None:  # not process 0 of a multi-process run
             return
         print(print_summary(out["results"]))

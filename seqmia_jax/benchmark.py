@@ -36,6 +36,7 @@ from seqmia_jax.ensemble import sharding, steps
 from seqmia_jax.ensemble.train import init_ensemble, resolve_strategy
 from seqmia_jax.models.build import count_flops_per_token, num_params
 from seqmia_jax.scoring import make_scorer
+from seqmia_jax.workdir import json_ready  # noqa: F401  (re-exported for the CLI)
 
 # Dense datasheet peaks in TFLOP/s, matched against jax's device_kind (lower case,
 # most specific first). bfloat16 is the tensor-core / MXU rate without sparsity.
@@ -415,19 +416,6 @@ def run_benchmark(cfg: ExperimentConfig, settings: BenchmarkSettings = Benchmark
         )
     result["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
     return result
-
-
-def json_ready(value):
-    """Plain JSON types, with NaN and Inf as null."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def _num(value: float | None, fmt: str) -> str:

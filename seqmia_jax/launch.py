@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax
 from absl import app, flags, logging
 
-from seqmia_jax.config import ConfigError, from_config_dict
+from seqmia_jax.config import ConfigError
 
 _DISTRIBUTED = flags.DEFINE_enum(
     "distributed", "off", ["off", "auto"], "Initialize jax.distributed from the environment."
@@ -76,11 +76,6 @@ def _use_cpu_collectives() -> None:
     """
     if jax.config.values.get("jax_cpu_collectives_implementation") in (None, "", "none"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-
-
-def typed_config(config_dict):
-    """Converts the --config ConfigDict, failing with a clean message."""
-    return from_config_dict(config_dict)
 
 
 def user_errors() -> tuple[type[Exception], ...]:

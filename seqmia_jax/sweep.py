@@ -29,7 +29,7 @@ from seqmia_jax.ensemble.train import train
 from seqmia_jax.evaluation import metrics
 from seqmia_jax.pipeline import attack_settings
 from seqmia_jax.scoring import score
-from seqmia_jax.workdir import identity, read_json, write_json
+from seqmia_jax.workdir import identity, json_ready, read_json, write_json
 
 
 def apply_overrides(config_dict, overrides: dict):
@@ -112,7 +112,7 @@ def run_point(config_dict, overrides: dict, sweep_dir: Path) -> dict:
         logging.info("sweep point %s already complete", out.name)
         return read_json(out / "results.json")
     if num_shadows:
-        results = runner._json_ready(_evaluate_subsampled(train_dir, settings, num_shadows))
+        results = json_ready(_evaluate_subsampled(train_dir, settings, num_shadows))
         write_json(out / "results.json", results)
     else:
         results = runner.run_attacks(

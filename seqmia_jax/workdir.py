@@ -17,11 +17,14 @@ the training strategy or the logging interval of a run is allowed.
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from seqmia_jax.config import ExperimentConfig, to_dict
 
@@ -55,6 +58,21 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 def identity(config_dict: dict) -> dict[str, Any]:
     """The config fields that define the trained ensemble, flattened."""
     return {k: v for k, v in _flatten(config_dict).items() if k not in _NON_IDENTITY}
+
+
+def json_ready(value: Any) -> Any:
+    """Plain JSON types (numpy scalars and arrays converted); NaN and Inf become null."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_json(path: Path, obj: Any) -> None:

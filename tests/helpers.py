@@ -1,17 +1,12 @@
 """Small shared fixtures: tiny configs that train in seconds."""
 
+import importlib
+
 from seqmia_jax.config import from_config_dict
+from seqmia_jax.sweep import apply_overrides
 
 
 def tiny_config(name: str = "kjv_gpt", **overrides):
     """The ``tiny`` argument of ``configs/<name>.py`` with dotted-key overrides."""
-    import importlib
-
     raw = importlib.import_module(f"configs.{name}").get_config("tiny")
-    for key, value in overrides.items():
-        node = raw
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return from_config_dict(raw)
+    return from_config_dict(apply_overrides(raw, overrides))

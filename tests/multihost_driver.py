@@ -13,6 +13,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from seqmia_jax import launch
+from seqmia_jax.config import from_config_dict
 from seqmia_jax.ensemble.train import train
 from seqmia_jax.scoring import score
 
@@ -23,7 +24,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.", required=True
 def main(argv):
     del argv
     launch.init_runtime()
-    cfg = launch.typed_config(_CONFIG.value)
+    cfg = from_config_dict(_CONFIG.value)
     train(cfg, _WORKDIR.value)
     score(cfg, _WORKDIR.value)
 

@@ -144,6 +144,19 @@ class Decoder(nnx.Module):
         return self.final_norm(x_BxLxD)
 
 
+def decoder_from_config(cfg, dtype: jnp.dtype, rngs: nnx.Rngs) -> "Decoder":
+    """The decoder stack sized by a ModelConfig (shared by every model)."""
+    return Decoder(
+        cfg.num_layers,
+        cfg.embed_dim,
+        cfg.num_heads,
+        cfg.mlp_ratio,
+        dtype,
+        remat=cfg.remat,
+        rngs=rngs,
+    )
+
+
 class AutoregressiveModel(nnx.Module):
     """Shared next-token convention of every model in this package.
 

@@ -25,15 +25,7 @@ class GPT(decoder.AutoregressiveModel):
         self.seq_len = seq_len
         self.token_embed = decoder.embed(vocab_size + 1, cfg.embed_dim, dtype, rngs)
         self.position_embed = decoder.embed(seq_len, cfg.embed_dim, dtype, rngs)
-        self.decoder = decoder.Decoder(
-            cfg.num_layers,
-            cfg.embed_dim,
-            cfg.num_heads,
-            cfg.mlp_ratio,
-            dtype,
-            remat=cfg.remat,
-            rngs=rngs,
-        )
+        self.decoder = decoder.decoder_from_config(cfg, dtype, rngs)
         self.head = decoder.output_head(cfg.embed_dim, vocab_size, dtype, rngs)
 
     def embed_positions(self, length: int) -> jax.Array:

@@ -44,15 +44,7 @@ class PixelModel(decoder.AutoregressiveModel):
         self.row_embed = decoder.embed(height, cfg.embed_dim, dtype, rngs)
         self.column_embed = decoder.embed(width, cfg.embed_dim, dtype, rngs)
         self.channel_embed = decoder.embed(channels, cfg.embed_dim, dtype, rngs)
-        self.decoder = decoder.Decoder(
-            cfg.num_layers,
-            cfg.embed_dim,
-            cfg.num_heads,
-            cfg.mlp_ratio,
-            dtype,
-            remat=cfg.remat,
-            rngs=rngs,
-        )
+        self.decoder = decoder.decoder_from_config(cfg, dtype, rngs)
         self.head = decoder.output_head(cfg.embed_dim, levels, dtype, rngs)
 
     def embed_positions(self, length: int) -> jax.Array:
