@@ -23,6 +23,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.data.levels = 16  # unused for text
     cfg.data.split = "train"  # unused for embedded data
     cfg.data.data_dir = None  # unused for embedded data
+    cfg.data.canary_tokens = 0  # k random digits planted in every sample (0: none)
 
     cfg.model = ml_collections.ConfigDict()
     cfg.model.name = "gpt"
@@ -32,6 +33,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.model.mlp_ratio = 4
     cfg.model.compute_dtype = "float32"  # "bfloat16" on accelerators
     cfg.model.remat = False
+    cfg.model.attention = "xla"  # "cudnn": fused attention on GPUs (bfloat16)
 
     cfg.train = ml_collections.ConfigDict()
     cfg.train.epochs = 15  # passes over each model's own N/2 samples
@@ -51,6 +53,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.attack = ml_collections.ConfigDict()
     cfg.attack.attacks = ""  # ";"-separated specs; "" = the default set
     cfg.attack.num_targets = 0  # leave-one-out targets (0: all S models)
+    cfg.attack.targets = ""  # explicit targets instead: a range "8:16" or a list "0,3,5"
     cfg.attack.bootstrap = 200  # bootstrap resamples for the 95% CIs
 
     if arg == "tiny":

@@ -27,6 +27,9 @@ _ATTACKS = flags.DEFINE_string("attacks", None, "';'-separated attack specs (def
 _CHUNK_STEPS = flags.DEFINE_integer("chunk_steps", None, "Steps per timed chunk.")
 _STAGES = flags.DEFINE_list("stages", ["train", "score", "attack"], "Stages to measure.")
 _TIMED_CHUNKS = flags.DEFINE_integer("timed_chunks", None, "Chunks timed after the warm-up.")
+_PROFILE_DIR = flags.DEFINE_string(
+    "profile_dir", None, "Trace one more training chunk of the first strategy here and total it."
+)
 
 
 def main(argv):
@@ -39,6 +42,7 @@ def main(argv):
             "strategies": tuple(_STRATEGIES.value),
             "peak_tflops": _PEAK.value,
             "stages": tuple(_STAGES.value),
+            "profile_dir": _PROFILE_DIR.value,
         }
         if _ATTACK_SHAPE.value:
             overrides["attack_shape"] = tuple(int(n) for n in _ATTACK_SHAPE.value)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Every device measurement of one GPU session, as one script (about 7 minutes on an H100):
-#   1. benchmark: training strategies side by side (vmap vs lax.map vs loop), scoring;
-#   2. the `gpu` config of kjv_gpt end to end (train -> score -> attack -> report);
-#   3. diagnostics and the shadow-count sweep on that run (no retraining);
-#   4. attack timing at S=64, N=20,000, L=128 on synthetic statistics.
-# Run from the repository root; PHASES selects steps. Results: $OUT/session.tar.gz.
+# Every device measurement of one GPU session, as one script. PHASES selects steps
+# (default: the performance set, about 6 minutes on an H100):
+#   bench_train    training benchmark of the gpu config, vmap vs loop, with a kernel profile;
+#   bench_attack   all attacks, leave-one-out over 64 targets at N=20,000, L=128 (synthetic);
+#   bench_cudnn    the same training with cuDNN fused attention, profiled;
+#   bench_baseline the training benchmark of the code in ./bench_baseline (an older checkout);
+#   bench_wide     width 512 instead of 256, profiled;
+#   audit, diagnose, study, canaries: end-to-end runs (see docs/study.md).
+# Run from the repository root. Results: $OUT/session.tar.gz.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_session}
@@ -24,11 +27,26 @@ run() {  # run NAME TIMEOUT CMD...: log to $OUT/s/NAME.log, never abort the scri
   echo "== $name: exit $? in $((SECONDS - t0)) s"
   grep -v -E "^[WI][0-9]{4} " "$OUT/s/$name.log" | tail -n 40
 }
-PHASES=${PHASES:-bench_train audit diagnose study bench_attack}
+CONFIG=${CONFIG:-configs/kjv_gpt.py:gpu}  # configs/kjv_gpt.py:tiny tries the script on a CPU
+PHASES=${PHASES:-bench_train bench_attack bench_cudnn bench_baseline bench_wide}
 has() { [[ " $PHASES " == *" $1 "* ]]; }
-has bench_train && run bench_train 150 python3 -m experiments.benchmark --config=configs/kjv_gpt.py:gpu \
-  --strategies=vmap,map,loop --chunk_steps=25 --timed_chunks=2 --stages=train,score \
-  --out="$OUT/s/bench_train.json"
+bench() {  # bench NAME TIMEOUT ARGS...: training benchmark of the gpu config
+  local name=$1 limit=$2; shift 2
+  run "$name" "$limit" python3 -m experiments.benchmark --config="$CONFIG" \
+    --stages=train --chunk_steps=20 --timed_chunks=2 --out="$OUT/s/$name.json" "$@"
+}
+has bench_train && bench bench_train 170 --strategies=vmap,loop --profile_dir=/tmp/prof_train
+has bench_attack && run bench_attack 150 python3 -m experiments.benchmark --config="$CONFIG" \
+  --stages=attack --attack_shape="${ATTACK_SHAPE:-64,20000,128}" --out="$OUT/s/bench_attack.json"
+has bench_cudnn && bench bench_cudnn 90 --strategies=vmap --config.model.attention=cudnn \
+  --profile_dir=/tmp/prof_cudnn
+if has bench_baseline && [[ -d bench_baseline ]]; then  # the code before this session's changes
+  (cd bench_baseline && run bench_baseline 90 python3 -m experiments.benchmark \
+    --config="$CONFIG" --stages=train --chunk_steps=20 --timed_chunks=2 \
+    --strategies=vmap --out="$OUT/s/bench_baseline.json")
+fi
+has bench_wide && bench bench_wide 90 --strategies=vmap --config.model.embed_dim=512 \
+  --config.model.num_heads=8 --profile_dir=/tmp/prof_wide
 if has audit; then
   run audit "${AUDIT_TIMEOUT:-230}" python3 -m experiments.run --config=configs/kjv_gpt.py:gpu --workdir=runs/gpu
   grep -E "stage seconds|step [0-9]+/" "$OUT/s/audit.log" | tail -n 4
@@ -44,7 +62,10 @@ if has study; then
   python3 -m experiments.diagnose --workdir="$(ls -d runs/study_shadows_gpu/train-* | head -1)" \
     >"$OUT/s/study_diagnose.log" 2>&1
 fi
-has bench_attack && run bench_attack 100 python3 -m experiments.benchmark --config=configs/kjv_gpt.py:gpu \
-  --stages=attack --attack_shape=64,20000,128 --out="$OUT/s/bench_attack.json"
+if has canaries; then
+  run canaries "${CANARY_TIMEOUT:-300}" python3 -m experiments.sweep \
+    --config=configs/study_canaries.py:gpu --workdir=runs/study_canaries_gpu
+  cp runs/study_canaries_gpu/sweep.csv "$OUT/s/canaries_sweep.csv" 2>/dev/null
+fi
 tar -czf "$OUT/session.tar.gz" -C "$OUT" s && rm -rf "$OUT/s"
 ls -la "$OUT"

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from seqmia_jax import membership
+from seqmia_jax import membership, profiling
 from seqmia_jax.attacks.base import AttackInputs
 from seqmia_jax.attacks.runner import score_attacks
 from seqmia_jax.config import ConfigError, ExperimentConfig
@@ -73,6 +73,7 @@ class BenchmarkSettings:
     peak_tflops: float | None = None  # overrides the device table; needed for MFU on CPU
     seed: int = 0
     stages: tuple[str, ...] = ("train", "score", "attack")  # which of STAGES to run
+    profile_dir: str | None = None  # trace one more chunk of the first strategy here
 
 
 def quick_settings(**overrides) -> BenchmarkSettings:
@@ -194,11 +195,14 @@ def time_training(
     timed_chunks: int,
     flops_per_token: float,
     peak_flops: float | None,
-) -> dict:
+    profile_dir: str | None = None,
+) -> tuple[dict, dict | None]:
     """Steady-state training speed of each strategy label, each from a copy of one init state.
 
     Every strategy compiles and runs one warm-up chunk, then the K timed chunks
     run round-robin over the strategies (all their states stay live at once).
+    With ``profile_dir``, one more chunk of the first strategy runs under the
+    profiler. Returns (rows by label, profile summary or None).
     """
     num_models = setup.in_idx_SxM.shape[0]
     model_chunk = steps.make_model_chunk(setup.graphdef, setup.tx, setup.sched, chunk_steps)
@@ -230,6 +234,16 @@ def time_training(
     for k in range(1, timed_chunks + 1):
         for label in labels:
             chunk_s[label].append(run_chunk(label, k))
+    summary = None
+    if profile_dir:
+        wall = []
+        try:
+            summary = profiling.profile(
+                lambda: wall.append(run_chunk(labels[0], timed_chunks + 1)), profile_dir
+            )
+            summary.update(strategy=labels[0], wall_seconds=wall[0], steps=chunk_steps)
+        except Exception as error:  # a missing profiler backend must not cost the timings
+            logging.warning("profiling failed: %s", error)
     rows = {}
     for label in labels:
         name, map_chunk = parse_strategy(label)
@@ -260,7 +274,7 @@ def time_training(
     if "loop" in rows:
         for row in rows.values():
             row["speedup_vs_loop"] = rows["loop"]["seconds"] / row["seconds"]
-    return rows
+    return rows, summary
 
 
 def time_scoring(setup: _Setup, strategy: str, num_samples: int, repeats: int) -> dict:
@@ -385,14 +399,17 @@ def run_benchmark(cfg: ExperimentConfig, settings: BenchmarkSettings = Benchmark
         # MFU against the peak of every device the mesh uses.
         mesh_peak = peak_flops * setup.mesh.size if peak_flops else None
         labels = list(dict.fromkeys(settings.strategies)) + [auto]
-        rows = time_training(
+        rows, summary = time_training(
             setup,
             list(dict.fromkeys(labels)),
             chunk_steps=chunk_steps,
             timed_chunks=settings.timed_chunks,
             flops_per_token=flops_per_token,
             peak_flops=mesh_peak,
+            profile_dir=settings.profile_dir,
         )
+        if summary:
+            result["profile"] = summary
         peak_bytes = peak_memory_bytes()
         result["training"] = rows
         result["auto"] = {"resolves_to": auto, "speedup_vs_loop": rows[auto].get("speedup_vs_loop")}
@@ -488,4 +505,11 @@ def format_table(result: dict) -> str:
             f"| attacks | {len(at['per_attack_s'])} attacks, LOO over all S, S x N x L = "
             f"{shape}{note} | | | | | | | {at['seconds']:.2f} | |"
         )
-    return header + "\n".join(lines) + "\n"
+    table = header + "\n".join(lines) + "\n"
+    if "profile" in result:
+        prof = result["profile"]
+        table += (
+            f"\nProfile of one {prof['steps']}-step chunk of {prof['strategy']}: "
+            + profiling.format_profile(prof, prof["wall_seconds"])
+        )
+    return table

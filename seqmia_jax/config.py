@@ -23,6 +23,7 @@ class DataConfig:
     levels: int = 16  # intensity levels for image datasets
     split: str = "train"  # tfds split
     data_dir: str | None = None  # tfds data_dir (None: tfds default)
+    canary_tokens: int = 0  # k: a run of k random tokens planted in every sample (0: none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,7 @@ class ModelConfig:
     mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * embed_dim
     compute_dtype: str = "float32"  # "bfloat16" on accelerators; params stay f32
     remat: bool = False  # rematerialize each block in the backward pass
+    attention: str = "xla"  # "xla", or "cudnn" (fused; GPU with bfloat16 compute)
 
 
 @dataclasses.dataclass(frozen=True)

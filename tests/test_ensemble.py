@@ -65,13 +65,26 @@ def test_every_model_sees_each_of_its_samples_once_per_epoch():
     key = jax.random.key(1)
     for epoch in range(2):
         seen = []
+        order = steps.epoch_order(key, epoch, sched)
         for i in range(sched.steps_per_epoch):
             idx, weight = steps.batch_indices(
-                key, jnp.asarray(in_idx[3]), epoch * sched.steps_per_epoch + i, sched
+                order, jnp.asarray(in_idx[3]), epoch * sched.steps_per_epoch + i, sched
             )
             seen += np.asarray(idx)[np.asarray(weight) > 0].tolist()
         assert sorted(seen) == in_idx[3].tolist()
     assert cfg.train.batch_size == 5
+
+
+@pytest.mark.parametrize("step0,num_steps", [(0, 1), (0, 7), (5, 7), (6, 1), (6, 15), (13, 20)])
+def test_chunk_orders_cover_every_epoch_a_chunk_touches(step0, num_steps):
+    sched = steps.Schedule(batch_size=5, samples_per_model=32, epochs=10)  # 7 steps per epoch
+    key = jax.random.key(4)
+    first_epoch, orders_ExM = steps.chunk_orders(key, jnp.asarray(step0), sched, num_steps)
+    for step in range(step0, step0 + num_steps):
+        epoch = step // sched.steps_per_epoch
+        np.testing.assert_array_equal(
+            orders_ExM[epoch - int(first_epoch)], steps.epoch_order(key, epoch, sched)
+        )
 
 
 @pytest.fixture(scope="module")

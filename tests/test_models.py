@@ -18,7 +18,8 @@ import pytest
 from flax import nnx
 
 from seqmia_jax import models
-from seqmia_jax.config import ModelConfig
+from seqmia_jax.config import ConfigError, ModelConfig
+from seqmia_jax.models import decoder
 
 VOCAB = 11
 SEQ_LEN = 8
@@ -189,3 +190,38 @@ def test_registry_and_config_errors():
         models.build_model(cfg, vocab_size=VOCAB, seq_len=SEQ_LEN, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="unknown model"):
         models.init_params(config("rnn"), jax.random.key(0), **SIZES)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_one_hot_embedding_equals_a_gather_values_and_gradient(dtype):
+    graphdef, state = nnx.split(decoder.embed(257, 16, dtype, nnx.Rngs(params=0)))
+    ids_BxL = jax.random.randint(jax.random.key(1), (4, 32), 0, 257)
+    cotangent_BxLxD = jax.random.normal(jax.random.key(2), (4, 32, 16))
+
+    def one_hot(table_VxD):
+        new_state = jax.tree.map(lambda _: table_VxD, state)
+        return nnx.merge(graphdef, new_state)(ids_BxL)
+
+    def gather(table_VxD):
+        return jnp.take(table_VxD.astype(dtype), ids_BxL, axis=0)
+
+    def loss(embed_fn, table_VxD):
+        return jnp.sum(embed_fn(table_VxD).astype(jnp.float32) * cotangent_BxLxD)
+
+    table_VxD = jax.tree.leaves(state)[0]
+    assert one_hot(table_VxD).dtype == gather(table_VxD).dtype == dtype
+    np.testing.assert_array_equal(
+        one_hot(table_VxD).astype(jnp.float32), gather(table_VxD).astype(jnp.float32)
+    )
+    grad_one_hot = jax.grad(functools.partial(loss, one_hot))(table_VxD)
+    grad_gather = jax.grad(functools.partial(loss, gather))(table_VxD)
+    tolerance = 1e-6 if dtype == jnp.float32 else 2e-2  # bf16 cotangents, summed in any order
+    np.testing.assert_allclose(grad_one_hot, grad_gather, rtol=tolerance, atol=tolerance)
+
+
+def test_cudnn_attention_is_refused_off_gpu_or_in_float32():
+    # Off GPU the backend is refused; on a GPU, float32 compute is.
+    with pytest.raises(ConfigError, match="attention='cudnn' needs"):
+        init("gpt", attention="cudnn", compute_dtype="float32")
+    with pytest.raises(ConfigError, match="'xla' or 'cudnn'"):
+        init("gpt", attention="flash")

@@ -8,8 +8,8 @@ A loader is a function registered in ``DATASETS``::
     loader(cfg: DataConfig) -> Dataset
 
 It may return the selected pool (N rows, via ``pool_indices``) or every
-window it has; ``load_dataset`` selects the pool in the second case, then
-checks the result against the config.
+window it has; ``load_dataset`` selects the pool in the second case, plants
+the canaries (``data.canary_tokens``), then checks the result against the config.
 """
 
 import dataclasses
@@ -22,7 +22,9 @@ from seqmia_jax.config import ConfigError, DataConfig
 from seqmia_jax.registry import Registry
 
 # Fingerprint keys that every dataset carries; anything else is a loader option.
-_BASE_KEYS = ("name", "num_samples", "seq_len", "selection", "seed", "sha256")
+_BASE_KEYS = ("name", "num_samples", "seq_len", "selection", "seed", "sha256", "canary_tokens")
+# Text canaries are secret digit strings, like a PIN or a phone number in a document.
+TEXT_CANARY_ALPHABET = np.frombuffer(b"0123456789", dtype=np.uint8).astype(np.int32)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -106,6 +108,8 @@ def make_fingerprint(name: str, tokens_NxL: np.ndarray, cfg: DataConfig, **optio
     }
     if cfg.selection == "random":
         fingerprint["seed"] = int(cfg.seed)
+    if cfg.canary_tokens:
+        fingerprint["canary_tokens"] = int(cfg.canary_tokens)
     fingerprint["sha256"] = hashlib.sha256(tokens_NxL.tobytes()).hexdigest()
     fingerprint.update(options)
     return fingerprint
@@ -134,6 +138,47 @@ def make_dataset(
     )
 
 
+def canary_spans(cfg: DataConfig) -> np.ndarray:
+    """Start offset of each sample's canary run, int64 N; positions start..start+k-1.
+
+    Seeded by ``data.seed`` alone, so the spans (and the canary tokens drawn
+    after them from the same generator) are a pure function of the config.
+    """
+    k = cfg.canary_tokens
+    rng = np.random.default_rng([cfg.seed, 0xCA])
+    return rng.integers(0, cfg.seq_len - k + 1, size=cfg.num_samples)
+
+
+def plant_canaries(dataset: Dataset, cfg: DataConfig) -> Dataset:
+    """Replaces a run of ``cfg.canary_tokens`` tokens in every sample by random ones.
+
+    The memorization signal of a canary sits on k known-rare positions, the
+    setting where a per-token attack should beat one on the mean loss. Text
+    canaries are uniform decimal digits; image canaries uniform levels.
+    """
+    k = cfg.canary_tokens
+    if k == 0:
+        return dataset
+    start_N = canary_spans(cfg)
+    rng = np.random.default_rng([cfg.seed, 0xCA, 1])
+    alphabet = TEXT_CANARY_ALPHABET if dataset.kind == "text" else np.arange(dataset.vocab_size)
+    tokens_NxL = np.array(dataset.tokens_NxL)
+    rows_Nx1 = np.arange(dataset.num_samples)[:, None]
+    tokens_NxL[rows_Nx1, start_N[:, None] + np.arange(k)] = rng.choice(
+        alphabet, size=(dataset.num_samples, k)
+    )
+    options = {key: v for key, v in dataset.fingerprint.items() if key not in _BASE_KEYS}
+    return make_dataset(
+        dataset.name,
+        tokens_NxL,
+        cfg,
+        vocab_size=dataset.vocab_size,
+        kind=dataset.kind,
+        image_shape=dataset.image_shape,
+        **options,
+    )
+
+
 def check_image_seq_len(name: str, image_shape: tuple[int, ...], cfg: DataConfig) -> None:
     """Image datasets fix L = H*W*C; a different data.seq_len is a config error."""
     length = int(np.prod(image_shape))
@@ -154,6 +199,10 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         raise ConfigError(f"data.num_samples must be >= 1; got {cfg.num_samples}")
     if cfg.selection not in ("first", "random"):
         raise ConfigError(f"data.selection must be 'first' or 'random'; got {cfg.selection!r}")
+    if not 0 <= cfg.canary_tokens <= cfg.seq_len:
+        raise ConfigError(
+            f"data.canary_tokens must be in [0, seq_len={cfg.seq_len}]; got {cfg.canary_tokens}"
+        )
     dataset = DATASETS.get(cfg.name)(cfg)
     total = dataset.tokens_NxL.shape[0]
     if total > cfg.num_samples:  # The loader returned every window: select the pool here.
@@ -169,7 +218,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             **options,
         )
     _check(dataset, cfg)
-    return dataset
+    return plant_canaries(dataset, cfg)
 
 
 def _check(dataset: Dataset, cfg: DataConfig) -> None:

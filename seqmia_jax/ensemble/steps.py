@@ -7,7 +7,9 @@ Each model draws its batches from its own IN set (``in_idx_SxM``) in its own
 order: at epoch e, model s visits ``in_idx[s, perm(fold_in(key_s, e))]``. The
 last batch of an epoch is padded with weight-0 rows, so every model sees each
 of its samples exactly once per epoch. Batch indices are generated on the
-device from the step counter: the host never feeds the loop.
+device from the step counter: the host never feeds the loop. The epoch
+orders a chunk of K steps needs are drawn once per chunk, not once per step
+(a permutation is a sort of M keys).
 """
 
 import dataclasses
@@ -64,10 +66,26 @@ def token_losses(graphdef: nnx.GraphDef, params: nnx.State, tokens_BxL: jax.Arra
     )
 
 
-def batch_indices(key: jax.Array, in_idx_M: jax.Array, step: jax.Array, sched: Schedule):
-    """Sample indices and 0/1 weights of one model's batch at ``step``."""
-    epoch, within = jnp.divmod(step, sched.steps_per_epoch)
-    order_M = jax.random.permutation(jax.random.fold_in(key, epoch), sched.samples_per_model)
+def epoch_order(key: jax.Array, epoch: jax.Array, sched: Schedule) -> jax.Array:
+    """The order (a permutation of 0..M-1) in which one model visits its IN set at ``epoch``."""
+    return jax.random.permutation(jax.random.fold_in(key, epoch), sched.samples_per_model)
+
+
+def chunk_orders(key: jax.Array, step0: jax.Array, sched: Schedule, num_steps: int):
+    """Epoch orders for steps step0 .. step0+num_steps-1: (first epoch, orders_ExM).
+
+    E = (num_steps - 1) // steps_per_epoch + 2 bounds the epochs any such
+    window touches, whatever step0 is.
+    """
+    first_epoch = step0 // sched.steps_per_epoch
+    num_epochs = (num_steps - 1) // sched.steps_per_epoch + 2
+    epochs_E = first_epoch + jnp.arange(num_epochs)
+    return first_epoch, jax.vmap(lambda e: epoch_order(key, e, sched))(epochs_E)
+
+
+def batch_indices(order_M: jax.Array, in_idx_M: jax.Array, step: jax.Array, sched: Schedule):
+    """Sample indices and 0/1 weights of one model's batch at ``step``, given its epoch order."""
+    within = step % sched.steps_per_epoch
     slot_B = within * sched.batch_size + jnp.arange(sched.batch_size)
     weight_B = (slot_B < sched.samples_per_model).astype(jnp.float32)
     idx_B = in_idx_M[order_M[slot_B % sched.samples_per_model]]
@@ -88,10 +106,13 @@ def make_model_chunk(
 
     def chunk(tokens_NxL, state, in_idx_M, step0):
         key = jax.random.wrap_key_data(state["key"])
+        first_epoch, orders_ExM = chunk_orders(key, step0, sched, num_steps)
 
         def step_fn(carry, i):
             params, opt_state = carry
-            idx_B, weight_B = batch_indices(key, in_idx_M, step0 + i, sched)
+            step = step0 + i
+            order_M = orders_ExM[step // sched.steps_per_epoch - first_epoch]
+            idx_B, weight_B = batch_indices(order_M, in_idx_M, step, sched)
             loss, grads = jax.value_and_grad(loss_fn)(params, tokens_NxL[idx_B], weight_B)
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss

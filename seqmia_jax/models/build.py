@@ -18,7 +18,7 @@ from collections.abc import Callable
 import jax
 from flax import nnx
 
-from seqmia_jax.config import ModelConfig
+from seqmia_jax.config import ConfigError, ModelConfig
 from seqmia_jax.registry import Registry
 
 ModelBuilder = Callable[..., nnx.Module]
@@ -34,9 +34,26 @@ def build_model(
     rngs: nnx.Rngs,
 ) -> nnx.Module:
     """Builds the registered model ``cfg.name`` for one (unbatched) model."""
+    check_attention(cfg)
     return MODELS.get(cfg.name)(
         cfg, vocab_size=vocab_size, seq_len=seq_len, image_shape=image_shape, rngs=rngs
     )
+
+
+def check_attention(cfg: ModelConfig) -> None:
+    """cuDNN's fused attention needs a GPU and 16-bit compute; say so before XLA does."""
+    if cfg.attention not in ("xla", "cudnn"):
+        raise ConfigError(f"model.attention must be 'xla' or 'cudnn'; got {cfg.attention!r}")
+    if cfg.attention == "cudnn":
+        if jax.default_backend() != "gpu":
+            raise ConfigError(
+                f"model.attention='cudnn' needs a GPU; this backend is {jax.default_backend()}"
+            )
+        if cfg.compute_dtype not in ("bfloat16", "float16"):
+            raise ConfigError(
+                "model.attention='cudnn' needs model.compute_dtype='bfloat16' (or float16); "
+                f"got {cfg.compute_dtype!r}"
+            )
 
 
 def _init_param_state(
@@ -98,9 +115,10 @@ def init_params(
         batched = key.ndim == 1
     else:  # raw uint32 keys: (2,) is one key, (S, 2) a batch
         batched = key.ndim == 2
-    # Params are float32 and drawn in the same order whatever the compute dtype or
-    # remat, so one compiled initialiser serves every such variant.
-    param_cfg = dataclasses.replace(cfg, compute_dtype="float32", remat=False)
+    # Params are float32 and drawn in the same order whatever the compute dtype,
+    # remat or attention kernel, so one compiled initialiser serves every variant.
+    check_attention(cfg)
+    param_cfg = dataclasses.replace(cfg, compute_dtype="float32", remat=False, attention="xla")
     params = _jitted_init(jax.default_backend())(param_cfg, key, **kwargs, batched=batched)
     return graphdef, params
 

@@ -6,6 +6,9 @@ the audited models are deterministic functions of their parameters.
 
 Parameters are float32; matmuls run in ``compute_dtype`` (float32 or bfloat16),
 while attention softmax, LayerNorm statistics and the final logits stay float32.
+Attention is XLA's einsum-softmax-einsum, or cuDNN's fused kernel
+(``model.attention="cudnn"``, GPUs with bfloat16 compute). Small vocabularies
+embed by a one-hot matmul (``OneHotEmbed``).
 
 Shape legend: B batch, L positions, D width, H heads, K head width (D / H),
 V vocabulary (output classes).
@@ -19,6 +22,9 @@ from flax import nnx
 INIT_STD = 0.02
 normal_init = nnx.initializers.normal(stddev=INIT_STD)
 LAYERNORM_EPSILON = 1e-5
+ATTENTION_IMPLS = ("xla", "cudnn")
+# Vocabularies up to this size embed by a one-hot matmul instead of a gather.
+ONE_HOT_MAX_VOCAB = 4096
 
 
 def layer_norm(embed_dim: int, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
@@ -48,13 +54,24 @@ def linear(in_features: int, out_features: int, dtype: jnp.dtype, rngs: nnx.Rngs
 class CausalSelfAttention(nnx.Module):
     """Multi-head self-attention where position l attends to positions <= l."""
 
-    def __init__(self, embed_dim: int, num_heads: int, dtype: jnp.dtype, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dtype: jnp.dtype,
+        attention: str = "xla",
+        *,
+        rngs: nnx.Rngs,
+    ):
         if embed_dim % num_heads:
             raise ValueError(
                 f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})"
             )
+        if attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention must be one of {ATTENTION_IMPLS}; got {attention!r}")
         self.num_heads = num_heads
         self.dtype = dtype
+        self.attention = attention
         self.qkv = linear(embed_dim, 3 * embed_dim, dtype, rngs)
         self.out = linear(embed_dim, embed_dim, dtype, rngs)
 
@@ -63,6 +80,11 @@ class CausalSelfAttention(nnx.Module):
         head_dim = embed_dim // self.num_heads
         qkv_BxLx3xHxK = self.qkv(x_BxLxD).reshape(batch, length, 3, self.num_heads, head_dim)
         q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (qkv_BxLx3xHxK[:, :, i] for i in range(3))
+        if self.attention == "cudnn":  # fused; softmax in float32 inside the kernel
+            attended_BxLxHxK = jax.nn.dot_product_attention(
+                q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True, implementation="cudnn"
+            )
+            return self.out(attended_BxLxHxK.reshape(batch, length, embed_dim))
         # Scores and softmax in float32 even under bfloat16 compute.
         scores_BxHxLxL = jnp.einsum(
             "bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK, preferred_element_type=jnp.float32
@@ -89,10 +111,17 @@ class Block(nnx.Module):
     """Pre-LayerNorm block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
     def __init__(
-        self, embed_dim: int, num_heads: int, mlp_ratio: int, dtype: jnp.dtype, *, rngs: nnx.Rngs
+        self,
+        embed_dim: int,
+        num_heads: int,
+        mlp_ratio: int,
+        dtype: jnp.dtype,
+        attention: str = "xla",
+        *,
+        rngs: nnx.Rngs,
     ):
         self.attn_norm = layer_norm(embed_dim, dtype, rngs)
-        self.attn = CausalSelfAttention(embed_dim, num_heads, dtype, rngs=rngs)
+        self.attn = CausalSelfAttention(embed_dim, num_heads, dtype, attention, rngs=rngs)
         self.mlp_norm = layer_norm(embed_dim, dtype, rngs)
         self.mlp = Mlp(embed_dim, mlp_ratio, dtype, rngs=rngs)
 
@@ -125,12 +154,16 @@ class Decoder(nnx.Module):
         mlp_ratio: int,
         dtype: jnp.dtype,
         remat: bool = False,
+        attention: str = "xla",
         *,
         rngs: nnx.Rngs,
     ):
         self.remat = remat
         self.blocks = nnx.List(
-            [Block(embed_dim, num_heads, mlp_ratio, dtype, rngs=rngs) for _ in range(num_layers)]
+            [
+                Block(embed_dim, num_heads, mlp_ratio, dtype, attention, rngs=rngs)
+                for _ in range(num_layers)
+            ]
         )
         self.final_norm = layer_norm(embed_dim, dtype, rngs)
 
@@ -153,6 +186,7 @@ def decoder_from_config(cfg, dtype: jnp.dtype, rngs: nnx.Rngs) -> "Decoder":
         cfg.mlp_ratio,
         dtype,
         remat=cfg.remat,
+        attention=cfg.attention,
         rngs=rngs,
     )
 
@@ -194,8 +228,25 @@ class AutoregressiveModel(nnx.Module):
         return self.logits_from_token_embeddings(self.embed_tokens(tokens_BxL))
 
 
+class OneHotEmbed(nnx.Embed):
+    """An nnx.Embed that looks up small vocabularies with a one-hot matmul.
+
+    Same parameters and outputs as a gather (each output is one table row, so
+    the product is exact at HIGHEST precision), but the gradient is a matmul
+    instead of a scatter-add, whose atomic updates serialize on frequent
+    tokens (a byte vocabulary under vmap over S models).
+    """
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        if self.num_embeddings > ONE_HOT_MAX_VOCAB:
+            return super().__call__(inputs)
+        (table_VxD,) = self.promote_dtype((self.embedding[...],), dtype=self.dtype, inexact=False)
+        one_hot = jax.nn.one_hot(inputs, self.num_embeddings, dtype=table_VxD.dtype)
+        return jnp.dot(one_hot, table_VxD, precision=jax.lax.Precision.HIGHEST)
+
+
 def embed(num_embeddings: int, embed_dim: int, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.Embed:
-    return nnx.Embed(
+    return OneHotEmbed(
         num_embeddings,
         embed_dim,
         dtype=dtype,
