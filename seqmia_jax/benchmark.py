@@ -234,16 +234,6 @@ def time_training(
     for k in range(1, timed_chunks + 1):
         for label in labels:
             chunk_s[label].append(run_chunk(label, k))
-    summary = None
-    if profile_dir:
-        wall = []
-        try:
-            summary = profiling.profile(
-                lambda: wall.append(run_chunk(labels[0], timed_chunks + 1)), profile_dir
-            )
-            summary.update(strategy=labels[0], wall_seconds=wall[0], steps=chunk_steps)
-        except (RuntimeError, OSError, ValueError, KeyError) as error:  # keep the timings
-            logging.warning("profiling failed: %s", error)
     rows = {}
     for label in labels:
         name, map_chunk = parse_strategy(label)
@@ -274,6 +264,16 @@ def time_training(
     if "loop" in rows:
         for row in rows.values():
             row["speedup_vs_loop"] = rows["loop"]["seconds"] / row["seconds"]
+    summary = None
+    if profile_dir:
+        wall = []
+        try:
+            summary = profiling.profile(
+                lambda: wall.append(run_chunk(labels[0], timed_chunks + 1)), profile_dir
+            )
+            summary.update(strategy=labels[0], wall_seconds=wall[0], steps=chunk_steps)
+        except (RuntimeError, OSError, ValueError, KeyError) as error:  # keep the timings
+            logging.warning("profiling failed: %s", error)
     return rows, summary
 
 

@@ -19,7 +19,8 @@ import jax
 # Category of a kernel, from substrings of its lower-cased name; the first match wins.
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("attention (cuDNN)", ("fmha", "flash", "cudnn")),
-    ("matmul", ("gemm", "cutlass", "nvjet", "xmma", "cublas", "dot", "convolution", "matmul")),
+    # ynn_fusion: XLA:CPU's YNNPACK fusions, built around dots.
+    ("matmul", ("gemm", "cutlass", "nvjet", "xmma", "cublas", "dot", "conv", "matmul", "ynn")),
     ("sort", ("sort",)),
     ("scatter", ("scatter",)),
     ("gather", ("gather",)),
@@ -56,12 +57,14 @@ def _device_events(events: list[dict]) -> list[dict]:
     on_device = [e for e in complete if e["pid"] in device_pids]
     if on_device:
         return on_device
-    # On CPU, "A::B" events are the executor's spans around the ops: not kernels.
+    # On CPU, "A::B" events are the executor's spans around the ops, and control
+    # flow ops (while, call, conditional) span the kernels they run: not kernels.
     return [
         e
         for e in complete
         if thread_names.get((e["pid"], e.get("tid")), "").startswith("tf_XLA")
         and "::" not in e["name"]
+        and not e["name"].startswith(("while", "call", "conditional"))
     ]
 
 
@@ -74,10 +77,12 @@ def summarize_trace(trace_dir: str | Path, top: int = 15) -> dict:
         trace = json.load(f)
     events = _device_events(trace["traceEvents"] if isinstance(trace, dict) else trace)
     by_name: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
+    args_of: dict[str, dict] = {}  # one event's annotations per kernel (HLO op names and such)
     for e in events:
         entry = by_name[e["name"]]
         entry[0] += e["dur"] * 1e-6
         entry[1] += 1
+        args_of.setdefault(e["name"], e.get("args", {}))
     total = sum(seconds for seconds, _ in by_name.values())
     by_category: dict[str, float] = collections.defaultdict(float)
     for name, (seconds, _) in by_name.items():
@@ -88,7 +93,13 @@ def summarize_trace(trace_dir: str | Path, top: int = 15) -> dict:
         "kernel_seconds": total,
         "categories": dict(sorted(by_category.items(), key=lambda item: -item[1])),
         "top_kernels": [
-            {"name": name, "seconds": seconds, "count": count, "category": kernel_category(name)}
+            {
+                "name": name,
+                "seconds": seconds,
+                "count": count,
+                "category": kernel_category(name),
+                "args": {k: str(v)[:300] for k, v in args_of[name].items()},
+            }
             for name, (seconds, count) in ranked[:top]
         ],
     }

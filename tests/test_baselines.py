@@ -1,5 +1,6 @@
 """Baseline attacks against straightforward per-sample numpy loops."""
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -67,6 +68,15 @@ def _min_k(values, k):
 def test_mink(inputs, k):
     want = _expected(inputs, (0, 2, 5), lambda t, n: _min_k(-_present(inputs, "loss", t, n), k))
     np.testing.assert_allclose(_run("mink", inputs, k=k), want)
+
+
+@pytest.mark.parametrize("k", [0.2, 1.0])
+def test_mink_without_mask_every_row_has_the_same_count(inputs, k):
+    unmasked = dataclasses.replace(inputs, mask_NxL=None)
+    want = _expected(
+        inputs, (0, 2, 5), lambda t, n: _min_k(-np.asarray(inputs.stats["loss"][t, n], float), k)
+    )
+    np.testing.assert_allclose(_run("mink", unmasked, k=k), want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("k", [0.2, 0.6])

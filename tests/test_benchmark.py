@@ -19,11 +19,12 @@ def _positive(value) -> bool:
 
 
 @pytest.fixture(scope="module")
-def result():
+def result(tmp_path_factory):
     settings = benchmark.quick_settings(
         strategies=("vmap", "map", "map:2", "loop"),
         attacks=("lira", "carlini", "loss", "zlib", "minkpp"),
         peak_tflops=1.0,
+        profile_dir=str(tmp_path_factory.mktemp("profile")),
     )
     return benchmark.run_benchmark(benchmark.quick_config(tiny_config()), settings)
 
@@ -91,3 +92,12 @@ def test_peak_table_and_strategy_labels():
     for bad in ("scan", "vmap:2", "map:x", "map:-1"):
         with pytest.raises(ConfigError):
             benchmark.parse_strategy(bad)
+
+
+def test_profile_of_the_first_strategy_totals_its_kernels(result):
+    prof = result["profile"]
+    assert prof["strategy"] == "vmap" and prof["steps"] == result["config"]["chunk_steps"]
+    assert _positive(prof["kernel_seconds"]) and _positive(prof["wall_seconds"])
+    assert np.isclose(sum(prof["categories"].values()), prof["kernel_seconds"])
+    assert "matmul" in prof["categories"]  # the dots of the model are found and classified
+    assert "Profile of one" in benchmark.format_table(result)
