@@ -27,6 +27,9 @@ _ATTACKS = flags.DEFINE_string("attacks", None, "';'-separated attack specs (def
 _CHUNK_STEPS = flags.DEFINE_integer("chunk_steps", None, "Steps per timed chunk.")
 _STAGES = flags.DEFINE_list("stages", ["train", "score", "attack"], "Stages to measure.")
 _TIMED_CHUNKS = flags.DEFINE_integer("timed_chunks", None, "Chunks timed after the warm-up.")
+_ATTACK_REPEATS = flags.DEFINE_integer(
+    "attack_repeats", 1, "Run the attack set this many times (later runs are warm)."
+)
 _PROFILE_DIR = flags.DEFINE_string(
     "profile_dir", None, "Trace one more training chunk of the first strategy here and total it."
 )
@@ -43,6 +46,7 @@ def main(argv):
             "peak_tflops": _PEAK.value,
             "stages": tuple(_STAGES.value),
             "profile_dir": _PROFILE_DIR.value,
+            "attack_repeats": _ATTACK_REPEATS.value,
         }
         if _ATTACK_SHAPE.value:
             overrides["attack_shape"] = tuple(int(n) for n in _ATTACK_SHAPE.value)

@@ -56,15 +56,17 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return scores_M, labels_M
 
 
-def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(scores, labels, order=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC at every distinct score, like ``sklearn.metrics.roc_curve(drop_intermediate=False)``.
+
+    ``order``: the flattened scores' descending stable argsort, if already known.
 
     Returns:
       (fpr, tpr, thresholds), each of length G + 1; the first point is (0, 0)
       at threshold +inf, and tied scores form one point.
     """
     scores_M, labels_M = _check(scores, labels)
-    order_M = np.argsort(-scores_M, kind="stable")
+    order_M = np.argsort(-scores_M, kind="stable") if order is None else order
     sorted_M = scores_M[order_M]
     last_G = np.flatnonzero(np.r_[sorted_M[1:] != sorted_M[:-1], True])
     tp_G = np.cumsum(labels_M[order_M])[last_G]
@@ -94,6 +96,7 @@ class _SortedScores:
 
     def __init__(self, scores_M: np.ndarray, labels_M: np.ndarray):
         order_M = np.argsort(-scores_M, kind="stable")
+        self.order_M = order_M
         sorted_labels_M = labels_M[order_M]
         self.pos_P = order_M[sorted_labels_M]  # original indices, by descending score
         self.neg_Q = order_M[~sorted_labels_M]
@@ -152,6 +155,7 @@ def bootstrap(
     num_bootstrap: int = 200,
     seed: int = 0,
     unit: str = "sample",
+    presorted: "_SortedScores | None" = None,
 ) -> np.ndarray:
     """Bootstrap replicates of AUC and TPR@fprs: a B x (1 + len(fprs)) array (NaN rows possible).
 
@@ -168,7 +172,7 @@ def bootstrap(
     if unit not in ("sample", "pair"):
         raise ValueError(f"bootstrap unit must be 'sample' or 'pair', got {unit!r}")
     rng = np.random.default_rng(seed)
-    sorted_scores = _SortedScores(scores_M, labels_M)
+    sorted_scores = _SortedScores(scores_M, labels_M) if presorted is None else presorted
     num_pairs = scores_M.size
     num_pos = sorted_scores.pos_P.size
     sample_of_pos_P = (sorted_scores.pos_P % num_samples).astype(np.intp)  # pair m = t * N + n
@@ -256,11 +260,18 @@ def evaluate(
     scores_TxN = np.atleast_2d(np.asarray(scores_TxN, dtype=np.float64))
     labels_TxN = np.atleast_2d(np.asarray(labels_TxN, dtype=bool))
     scores_M, labels_M = _check(scores_TxN, labels_TxN)
-    fpr, tpr, _ = roc_curve(scores_M, labels_M)
+    sorted_scores = _SortedScores(scores_M, labels_M)  # one sort for the ROC and the bootstrap
+    fpr, tpr, _ = roc_curve(scores_M, labels_M, sorted_scores.order_M)
     num_neg = int((~labels_M).sum())
     if num_bootstrap > 0:
         reps_BxK = bootstrap(
-            scores_TxN, labels_TxN, fprs=fprs, num_bootstrap=num_bootstrap, seed=seed, unit=unit
+            scores_TxN,
+            labels_TxN,
+            fprs=fprs,
+            num_bootstrap=num_bootstrap,
+            seed=seed,
+            unit=unit,
+            presorted=sorted_scores,
         )
     else:
         reps_BxK = np.full((1, 1 + len(fprs)), np.nan)
