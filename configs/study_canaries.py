@@ -22,7 +22,8 @@ from configs import kjv_gpt
 
 ATTACKS = (
     "lira;lira:variance=fixed;lira:statistic=loss;seq:cov=diag;seq:cov=pooled;seq:cov=hetero;"
-    "seq:mode=gls;seq:cov=copula,marginal=empirical;loss;mink;refcal;rmia"
+    "seq:mode=gls;seq:cov=copula,marginal=empirical;profile;profile:variance=fixed;"
+    "profile:statistic=loss;loss;mink;refcal;rmia"
 )
 VALIDATION, HELD_OUT = "0:8", "8:16"
 

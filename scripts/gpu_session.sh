@@ -3,7 +3,7 @@
 # (default: the performance set, about 6 minutes on an H100):
 #   bench_train    training benchmark of the gpu config, vmap vs loop, with a kernel profile;
 #   bench_attack   all attacks, leave-one-out over 64 targets at N=20,000, L=128 (synthetic);
-#   bench_cudnn    the same training with cuDNN fused attention, profiled;
+#   bench_xla      the same training with XLA attention instead of cuDNN's, profiled;
 #   bench_baseline the training benchmark of the code in ./bench_baseline (an older checkout);
 #   bench_wide     width 512 instead of 256, profiled;
 #   audit, diagnose, study, canaries: end-to-end runs (see docs/study.md).
@@ -28,7 +28,7 @@ run() {  # run NAME TIMEOUT CMD...: log to $OUT/s/NAME.log, never abort the scri
   grep -v -E "^[WI][0-9]{4} " "$OUT/s/$name.log" | tail -n 40
 }
 CONFIG=${CONFIG:-configs/kjv_gpt.py:gpu}  # configs/kjv_gpt.py:tiny tries the script on a CPU
-PHASES=${PHASES:-bench_train bench_attack bench_cudnn bench_baseline bench_wide}
+PHASES=${PHASES:-bench_train bench_attack bench_wide bench_xla bench_baseline}
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 bench() {  # bench NAME TIMEOUT ARGS...: training benchmark of the gpu config
   local name=$1 limit=$2; shift 2
@@ -36,10 +36,11 @@ bench() {  # bench NAME TIMEOUT ARGS...: training benchmark of the gpu config
     --stages=train --chunk_steps=20 --timed_chunks=2 --out="$OUT/s/$name.json" "$@"
 }
 has bench_train && bench bench_train 170 --strategies=vmap,loop --profile_dir=/tmp/prof_train
-has bench_attack && run bench_attack 150 python3 -m experiments.benchmark --config="$CONFIG" \
-  --stages=attack --attack_shape="${ATTACK_SHAPE:-64,20000,128}" --out="$OUT/s/bench_attack.json"
-has bench_cudnn && bench bench_cudnn 90 --strategies=vmap --config.model.attention=cudnn \
-  --profile_dir=/tmp/prof_cudnn
+has bench_attack && run bench_attack 170 python3 -m experiments.benchmark --config="$CONFIG" \
+  --stages=attack --attack_shape="${ATTACK_SHAPE:-64,20000,128}" --attack_repeats=2 \
+  --out="$OUT/s/bench_attack.json"
+has bench_xla && bench bench_xla 90 --strategies=vmap --config.model.attention=xla \
+  --profile_dir=/tmp/prof_xla
 if has bench_baseline && [[ -d bench_baseline ]]; then  # the code before this session's changes
   (cd bench_baseline && run bench_baseline 90 python3 -m experiments.benchmark \
     --config="$CONFIG" --stages=train --chunk_steps=20 --timed_chunks=2 \

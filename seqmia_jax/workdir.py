@@ -35,9 +35,14 @@ _NON_IDENTITY = {
     "train.checkpoint_every",
     "train.log_every",
     "model.remat",
+    "model.attention",
     "score",
     "attack",
 }
+# Fields added after work directories existed, with the value that reproduces
+# the older behaviour: at that value they are left out of the identity, so
+# existing work directories (and sweep hashes) stay valid.
+_NEUTRAL_ADDITIONS = {"data.canary_tokens": 0}
 
 
 class WorkdirError(RuntimeError):
@@ -57,7 +62,11 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 def identity(config_dict: dict) -> dict[str, Any]:
     """The config fields that define the trained ensemble, flattened."""
-    return {k: v for k, v in _flatten(config_dict).items() if k not in _NON_IDENTITY}
+    return {
+        k: v
+        for k, v in _flatten(config_dict).items()
+        if k not in _NON_IDENTITY and _NEUTRAL_ADDITIONS.get(k, object()) != v
+    }
 
 
 def json_ready(value: Any) -> Any:

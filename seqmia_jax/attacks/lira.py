@@ -146,26 +146,34 @@ def lira(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput
     opt = parse_options("lira", options, _LIRA_SPEC)
     x = statistic_array(inputs, "lira", opt["statistic"])
     a_SxN = sequence_mean(x, inputs.mask_NxL)
-    keep_SxN = np.asarray(inputs.keep_SxN, dtype=bool)
+    direction = 1.0 if opt["statistic"] == "logit" else -1.0
+    return AttackOutput(
+        scores_TxN=lira_on_mean(a_SxN, inputs.keep_SxN, targets_T, opt, direction),
+        diagnostics={"equal_count_rule": True, "options": opt},
+    )
+
+
+def lira_on_mean(
+    a_SxN: np.ndarray, keep_SxN: np.ndarray, targets_T: np.ndarray, opt: dict, direction: float
+) -> np.ndarray:
+    """Scores T x N of LiRA on one number per model and sample (``mode``, ``variance``,
+    ``offline_test`` from ``opt``); ``direction`` +1 when members score higher."""
+    keep_SxN = np.asarray(keep_SxN, dtype=bool)
     targets_T = np.asarray(targets_T, dtype=np.int64)
     with gaussian.float64_scope():
-        stats = loo.collect(a_SxN[..., None], keep_SxN, None)
+        stats = loo.collect(np.asarray(a_SxN, dtype=np.float64)[..., None], keep_SxN, None)
         side = {name: stats.side[name].arrays() for name in ("in", "out")}
         scores = _lira_scores(
             opt["mode"],
             opt["variance"],
             opt["offline_test"],
-            1.0 if opt["statistic"] == "logit" else -1.0,
+            direction,
             side,
             stats.center_NxL[:, 0],
             jnp.asarray(a_SxN[targets_T]),
             jnp.asarray(keep_SxN[targets_T]),
         )
-        scores = np.asarray(scores, dtype=np.float64)
-    return AttackOutput(
-        scores_TxN=scores,
-        diagnostics={"equal_count_rule": True, "options": opt},
-    )
+        return np.asarray(scores, dtype=np.float64)
 
 
 def _np_log_normal(x, mu, std):

@@ -19,6 +19,8 @@ DEFAULT_ATTACKS: list[str] = [
     "seq:cov=hetero",
     "seq:cov=copula,marginal=empirical",
     "seq:mode=gls",
+    "profile",
+    "profile:variance=fixed",
     "loss",
     "zlib",
     "mink",
