@@ -115,3 +115,14 @@ def test_shadow_count_sweep_reuses_the_trained_models(text_run, tmp_path, monkey
     assert sorted({r["num_models"] for r in rows}) == [6, 8]
     assert (tmp_path / "sweep.csv").is_file() and (tmp_path / "sweep.png").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("train-")] == [train_dir.name]
+
+
+def test_attack_targets_parse_ranges_and_lists_and_refuse_the_rest():
+    from seqmia_jax.config import ConfigError
+    from seqmia_jax.pipeline import parse_targets
+
+    assert parse_targets("") == [] and parse_targets(" ") == []
+    assert parse_targets("8:12") == [8, 9, 10, 11]
+    assert parse_targets("0,3,5") == [0, 3, 5]
+    with pytest.raises(ConfigError, match="attack.targets"):
+        parse_targets("first half")

@@ -1,10 +1,14 @@
 """Membership and the clear errors of the foundation: configs, data, work directories."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
 from seqmia_jax import membership
 from seqmia_jax.config import ConfigError
+from seqmia_jax.data.base import canary_spans
 from seqmia_jax.ensemble.train import train
 from seqmia_jax.workdir import WorkdirError
 from tests.helpers import tiny_config
@@ -54,6 +58,35 @@ def test_mismatched_workdir_is_refused(tmp_path):
         train(tiny_config(**{"data.selection": "first"}), tmp_path)
     # Strategy and logging do not change what is trained: allowed.
     train(tiny_config(**{"train.strategy": "vmap", "train.log_every": 3}), tmp_path)
+
+
+def test_work_directories_from_before_a_neutral_new_field_stay_valid(tmp_path):
+    train(tiny_config(), tmp_path)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    del stored["config"]["data"]["canary_tokens"]  # as written before the field existed
+    del stored["config"]["model"]["attention"]
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    assert train(tiny_config(), tmp_path)["finished"]  # same identity: nothing to redo
+    with pytest.raises(WorkdirError, match="data.canary_tokens: new field, 2 now"):
+        train(tiny_config(**{"data.canary_tokens": 2}), tmp_path)
+
+
+def test_canaries_are_planted_reproducibly_and_change_only_their_run():
+    from seqmia_jax.data import load_dataset
+
+    plain = tiny_config().data
+    base = load_dataset(plain).tokens_NxL
+    cfg = dataclasses.replace(plain, canary_tokens=5)
+    tokens = load_dataset(cfg).tokens_NxL
+    np.testing.assert_array_equal(tokens, load_dataset(cfg).tokens_NxL)
+    changed = tokens != base
+    start_N = canary_spans(cfg)
+    for n in range(len(tokens)):
+        run = np.arange(start_N[n], start_N[n] + 5)
+        assert not changed[n, np.setdiff1d(np.arange(tokens.shape[1]), run)].any()
+        assert all(chr(b) in "0123456789" for b in tokens[n, run])
+    with pytest.raises(ConfigError, match="canary_tokens"):
+        load_dataset(dataclasses.replace(plain, canary_tokens=plain.seq_len + 1))
 
 
 def test_corrupt_workdir_is_refused(tmp_path):
