@@ -16,6 +16,8 @@ target's fit:
 - ``shift_profile``: the mean shift against the OUT level, in deciles, and its
   correlation with it (shifts that follow a global profile can be shared
   across samples instead of estimated per sample).
+- ``in_mixture``: skewness and kurtosis of each side's residuals of the
+  sequence mean; an "all or nothing" membership effect makes IN a mixture.
 - ``cross_sample``: for text, how much of a sample's OUT variance is explained
   by how many of its n-grams a shadow saw in *other* IN samples.
 """
@@ -165,6 +167,30 @@ def cross_sample_leakage(
     }
 
 
+def in_mixture(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray) -> dict:
+    """Is membership "all or nothing"? Shape of each side's residuals of the sequence mean.
+
+    If some IN models memorized a sample and others did not, the IN values of
+    a sample form a two-component mixture: their residuals (standardized
+    within the sample and side) are skewed and heavier-tailed than the OUT
+    residuals, which share the same shadow count. Equal moments on both sides
+    leave nothing for a mixture model of IN to capture.
+    """
+    a_SxN = np.asarray(stats_SxNxL, np.float64).mean(-1)
+    report = {}
+    for name, on in (("in", keep_SxN), ("out", ~keep_SxN)):
+        k = on.sum(0)
+        mean = (a_SxN * on).sum(0) / k
+        sd = np.sqrt((((a_SxN - mean) ** 2) * on).sum(0) / (k - 1))
+        z = ((a_SxN - mean) / np.maximum(sd, 1e-12))[on]
+        report[name] = {
+            "skewness": float(np.mean(z**3)),
+            "excess_kurtosis": float(np.mean(z**4) - 3.0),
+            "beyond_2_sd": float(np.mean(np.abs(z) > 2.0)),
+        }
+    return report
+
+
 def diagnose(
     stats_SxNxL: np.ndarray,
     keep_SxN: np.ndarray,
@@ -182,6 +208,7 @@ def diagnose(
         ),
         "shift_snr": shift_snr(m),
         "shift_profile": shift_profile(m),
+        "in_mixture": in_mixture(stats_SxNxL, keep_SxN),
     }
     if tokens_NxL is not None:
         report["cross_sample"] = cross_sample_leakage(stats_SxNxL, keep_SxN, tokens_NxL)
