@@ -8,7 +8,8 @@ only compares fixed attacks, it selects nothing.
     python -m experiments.sweep --config=configs/study_shadows.py --workdir=runs/study_shadows
     python -m experiments.sweep --config=configs/study_shadows.py:gpu --workdir=runs/study_shadows_gpu
 
-Arguments: "" (2 CPU cores: S=32, about 10 minutes), "gpu" (one H100: S=128).
+Arguments: "" (2 CPU cores: S=32, about 10 minutes), "gpu" (one H100: S=128),
+"many" (2 CPU cores: S=256 one-layer GPTs on 32-byte windows, about 15 minutes).
 """
 
 import ml_collections
@@ -37,13 +38,22 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         cfg.train.log_every = 100
         cfg.train.checkpoint_every = 400
         cfg.attack.num_targets = 8
+    elif arg == "many":
+        cfg.num_shadow_models = 256
+        cfg.data.seq_len = 32
+        cfg.data.num_samples = 500
+        cfg.model.num_layers = 1
+        cfg.train.epochs = 30
+        cfg.train.log_every = 40
+        cfg.train.checkpoint_every = 80
+        cfg.attack.attacks = ATTACKS + ";profile;profile:variance=fixed"
     elif arg:
-        raise ValueError(f"unknown config argument {arg!r}; use '' or 'gpu'")
+        raise ValueError(f"unknown config argument {arg!r}; use '', 'gpu' or 'many'")
     return cfg
 
 
 def get_sweep(arg: str = "") -> list[dict]:
     num_models = get_config(arg).num_shadow_models
-    grid = (4, 16, 64) if arg == "gpu" else (4, 8, 16)
+    grid = {"gpu": (4, 16, 64), "many": (4, 16, 64, 128)}.get(arg, (4, 8, 16))
     counts = [k for k in grid if k <= num_models - 2]
     return [{"attack.num_shadows": k} for k in counts + [num_models - 2]]
