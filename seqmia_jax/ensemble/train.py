@@ -21,7 +21,7 @@ from flax import nnx
 from seqmia_jax import membership
 from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset
-from seqmia_jax.ensemble import sharding, steps
+from seqmia_jax.ensemble import memory, sharding, steps
 from seqmia_jax.ensemble.checkpoint import EnsembleCheckpointer
 from seqmia_jax.models import build_model
 from seqmia_jax.workdir import Workdir, write_json
@@ -183,6 +183,15 @@ def train(
     chunk_len = max(1, min(cfg.train.log_every, total))
     ckpt_every = chunk_len * max(1, math.ceil(cfg.train.checkpoint_every / chunk_len))
     runners = {}
+    map_chunk = cfg.train.map_chunk
+    if cfg.train.strategy == "auto" and jax.default_backend() != "cpu":
+        strategy, map_chunk = memory.auto_strategy(
+            steps.make_model_chunk(graphdef, tx, sched, chunk_len),
+            tokens_NxL,
+            state,
+            in_idx,
+            cfg.num_shadow_models // mesh.size,
+        )
 
     def runner(num_steps):
         if num_steps not in runners:
@@ -190,7 +199,7 @@ def train(
             runners[num_steps] = (
                 steps.loop_over_models(model_chunk)
                 if strategy == "loop"
-                else steps.lift_to_ensemble(model_chunk, mesh, strategy, cfg.train.map_chunk)
+                else steps.lift_to_ensemble(model_chunk, mesh, strategy, map_chunk)
             )
         return runners[num_steps]
 
