@@ -37,7 +37,7 @@ def ensemble():
 
 
 def test_program_bytes_cover_one_models_state(ensemble):
-    cfg, chunk, tokens, state, in_idx = ensemble
+    _, chunk, tokens, state, in_idx = ensemble
     one = jax.tree.map(lambda x: x[0], state)
     total = memory.program_bytes(chunk, tokens, one, in_idx[0], np.int32(0))
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(one))
