@@ -28,13 +28,13 @@ import numpy as np
 from absl import logging
 
 from seqmia_jax import membership, profiling
-from seqmia_jax.attacks.base import AttackInputs
-from seqmia_jax.attacks.runner import score_attacks
+from seqmia_jax.attacks.timing import time_attacks
 from seqmia_jax.config import ConfigError, ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble import sharding, steps
 from seqmia_jax.ensemble.train import init_ensemble, resolve_strategy
 from seqmia_jax.models.build import count_flops_per_token, num_params
+from seqmia_jax.report.benchmark_table import format_table  # noqa: F401  (re-exported)
 from seqmia_jax.scoring import make_scorer
 from seqmia_jax.workdir import json_ready  # noqa: F401  (re-exported for the CLI)
 
@@ -307,69 +307,6 @@ def time_scoring(setup: _Setup, strategy: str, num_samples: int, repeats: int) -
     }
 
 
-def synthetic_attack_inputs(
-    num_models: int, num_samples: int, seq_len: int, seed: int = 0, effect: float = 0.1
-) -> AttackInputs:
-    """Random float32 statistics with a small planted membership effect (members' loss lower)."""
-    rng = np.random.default_rng(seed)
-    keep_SxN = membership.make_membership(num_models, num_samples, seed)
-    shape = (num_models, num_samples, seq_len)
-    base_NxL = rng.uniform(0.5, 3.0, size=(num_samples, seq_len))
-    loss = base_NxL + 0.3 * rng.standard_normal(shape) - effect * keep_SxN[..., None]
-    loss = np.maximum(loss, 1e-3)
-    # The logit statistic log p - log(1 - p) of p = exp(-loss), computed stably.
-    logit = -loss - np.log(-np.expm1(-loss))
-    stats = {
-        "loss": loss.astype(np.float32),
-        "logit": logit.astype(np.float32),
-        "mean_logp": (-base_NxL - 0.1 * rng.standard_normal(shape)).astype(np.float32),
-        "std_logp": (0.5 + 0.1 * np.abs(rng.standard_normal(shape))).astype(np.float32),
-    }
-    text = [
-        bytes(row) for row in rng.integers(32, 127, size=(num_samples, seq_len), dtype=np.uint8)
-    ]
-    return AttackInputs(stats=stats, keep_SxN=keep_SxN, text=text)
-
-
-def time_attacks(
-    shape: tuple[int, int, int],
-    attacks: Sequence[str] | None,
-    bootstrap: int,
-    seed: int,
-    repeats: int = 1,
-) -> dict:
-    """Seconds for the attack set, leave-one-out over every target, on synthetic statistics.
-
-    ``seconds`` is the whole attack stage (fits, scores and the bootstrap
-    metrics); ``per_attack_s`` the fits and scores alone. The first run
-    includes compilation, as in an audit; repeats report the warm times too.
-    """
-    num_models, num_samples, seq_len = shape
-    inputs = synthetic_attack_inputs(num_models, num_samples, seq_len, seed)
-    runs = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        results, _, _ = score_attacks(
-            inputs, None if attacks is None else list(attacks), None, bootstrap=bootstrap, seed=seed
-        )
-        per_attack = {spec: entry["seconds"] for spec, entry in results["attacks"].items()}
-        runs.append((time.perf_counter() - start, per_attack))
-    (seconds, per_attack_s), warm = runs[0], runs[1:]
-    out = {
-        "shape": [num_models, num_samples, seq_len],
-        "num_targets": num_models,
-        "bootstrap": bootstrap,
-        "seconds": seconds,
-        "per_attack_s": per_attack_s,
-        "metrics_s": seconds - sum(per_attack_s.values()),
-        "auc": {spec: entry["auc"] for spec, entry in results["attacks"].items()},
-        "skipped": results["skipped"],
-    }
-    if warm:
-        out["warm_seconds"], out["warm_per_attack_s"] = warm[-1]
-    return out
-
-
 def run_benchmark(cfg: ExperimentConfig, settings: BenchmarkSettings = BenchmarkSettings()) -> dict:
     """Measures the stages of ``settings`` for ``cfg``; returns a JSON-ready dict."""
     unknown = set(settings.stages) - set(STAGES)
@@ -455,86 +392,3 @@ def run_benchmark(cfg: ExperimentConfig, settings: BenchmarkSettings = Benchmark
         )
     result["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
     return result
-
-
-def _num(value: float | None, fmt: str) -> str:
-    return "n/a" if value is None else format(value, fmt)
-
-
-def _si(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
-def _flops(value: float | None) -> str:
-    return "n/a" if value is None else f"{_si(value)}FLOP/s"
-
-
-def format_table(result: dict) -> str:
-    """A two-line header and one markdown table: a row per training strategy, scoring, attacks."""
-    dev, cfg = result["device"], result["config"]
-    load = result["load_average"]
-    header = (
-        f"{dev['device_kind']} x{dev['num_devices']} ({dev['platform']}, jax "
-        f"{result['jax_version']}), peak {_flops(dev['peak_flops_per_device'])} per device "
-        f"({dev['peak_source']}); 1-min load {load['before'][0]:.2f} -> {load['after'][0]:.2f}\n"
-        f"S={cfg['num_shadow_models']} N={cfg['num_samples']} L={cfg['seq_len']} "
-        f"layers={cfg['num_layers']} width={cfg['embed_dim']} B={cfg['batch_size']} "
-        f"{cfg['compute_dtype']}, {_si(cfg.get('params_per_model'))} params and "
-        f"{_si(cfg['flops_per_token'])} FLOP/token per model"
-        + (
-            f"; {cfg['timed_chunks']} x {cfg['chunk_steps']} steps timed per strategy"
-            if "training" in result
-            else ""
-        )
-        + "\n\n"
-    )
-    columns = ["stage", "strategy", "tokens/s", "model-steps/s", "samples/s", "model FLOP/s"]
-    columns += ["MFU", "x loop", "seconds", "peak mem/model"]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    auto = result.get("auto", {}).get("resolves_to")
-    for label, row in result.get("training", {}).items():
-        mem = row["peak_bytes_per_model"]
-        cells = [
-            "train",
-            label + (" (= auto)" if label == auto else ""),
-            _si(row["tokens_per_s"]),
-            _num(row["model_steps_per_s"], ".1f"),
-            "",
-            _flops(row["model_flops_per_s"]),
-            "n/a" if row["mfu"] is None else f"{100 * row['mfu']:.2f}%",
-            _num(row.get("speedup_vs_loop"), ".2f"),
-            _num(row["seconds"], ".2f"),
-            "n/a" if mem is None else f"{mem / 2**20:.1f} MiB",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    if "scoring" in result:
-        sc = result["scoring"]
-        lines.append(
-            f"| score | {sc['strategy']}, batch N={sc['num_samples']} x S={sc['num_models']} | | | "
-            f"{sc['samples_per_s']:.1f} | | | | {sc['seconds']:.3f} | |"
-        )
-    if "attacks" in result:
-        at = result["attacks"]
-        shape = "x".join(str(n) for n in at["shape"])
-        slowest = max(at["per_attack_s"].items(), key=lambda item: item[1], default=None)
-        note = f"; slowest {slowest[0]} {slowest[1]:.1f} s" if slowest else ""
-        note += f"; metrics and CIs {at['metrics_s']:.1f} s"
-        if "warm_seconds" in at:
-            note += f"; warm rerun {at['warm_seconds']:.1f} s"
-        lines.append(
-            f"| attacks | {len(at['per_attack_s'])} attacks, LOO over all S, S x N x L = "
-            f"{shape}{note} | | | | | | | {at['seconds']:.2f} | |"
-        )
-    table = header + "\n".join(lines) + "\n"
-    if "profile" in result:
-        prof = result["profile"]
-        table += (
-            f"\nProfile of one {prof['steps']}-step chunk of {prof['strategy']}: "
-            + profiling.format_profile(prof, prof["wall_seconds"])
-        )
-    return table
