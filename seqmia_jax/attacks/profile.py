@@ -27,9 +27,13 @@ sign of delta), so the offline one-sided test needs no statistic-specific
 direction.
 """
 
+import functools
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from seqmia_jax.attacks import lira
+from seqmia_jax.attacks import gaussian, lira
 from seqmia_jax.attacks.base import ATTACKS, AttackInputError, AttackInputs, AttackOutput
 
 _SPEC = {
@@ -41,57 +45,45 @@ _SPEC = {
 }
 
 
-def _side_sums(x_SxNxL: np.ndarray, on_SxN: np.ndarray):
-    """Sum, sum of squares (N x L) and count (N) of one side over all models, float64."""
-    total = np.zeros(x_SxNxL.shape[1:])
-    sumsq = np.zeros(x_SxNxL.shape[1:])
-    for s in range(x_SxNxL.shape[0]):  # one model at a time: memmap-friendly
-        row = np.asarray(x_SxNxL[s], dtype=np.float64) * on_SxN[s][:, None]
-        total += row
-        sumsq += row * row
-    return total, sumsq, on_SxN.sum(axis=0)
+@jax.jit
+def _side_sums(x_SxNxL, on_SxN):
+    """Sum and sum of squares (N x L) of one side over all models."""
+    on = on_SxN[..., None]
+    return jnp.sum(jnp.where(on, x_SxNxL, 0.0), 0), jnp.sum(jnp.where(on, x_SxNxL**2, 0.0), 0)
 
 
-def profile_weights(
-    x_SxNxL: np.ndarray,
-    keep_SxN: np.ndarray,
-    mask_NxL: np.ndarray,
-    t: int,
-    bins: int,
-    sums: dict | None = None,
-) -> tuple[np.ndarray, dict]:
-    """w_NxL (0 where absent) fitted without model t, and the per-bin profile."""
-    if sums is None:
-        sums = {
-            name: _side_sums(x_SxNxL, on) for name, on in (("in", keep_SxN), ("out", ~keep_SxN))
-        }
-    x_t = np.asarray(x_SxNxL[t], dtype=np.float64)
-    moments = {}
-    for name, on_N in (("in", keep_SxN[t]), ("out", ~keep_SxN[t])):
-        total, sumsq, count = sums[name]
+@functools.partial(jax.jit, static_argnames=("bins",))
+def _weights(bins, sums, counts, x_t_NxL, on_in_N, mask_NxL):
+    """w_NxL fitted without the target (row x_t, IN where on_in_N), and per-bin profile."""
+    moments = []
+    for (total, sumsq), count, on_N in zip(sums, counts, (on_in_N, ~on_in_N)):
         drop = on_N[:, None]
-        total = total - drop * x_t
-        sumsq = sumsq - drop * x_t * x_t
-        count = (count - on_N)[:, None].astype(np.float64)
-        if count.min() < 2:
-            raise AttackInputError(
-                "profile: every sample needs at least 2 IN and 2 OUT shadows besides the target"
-            )
-        mean = total / count
-        moments[name] = (total, mean, (sumsq - count * mean * mean) / (count - 1.0))
-    feature_NxL = (moments["in"][0] + moments["out"][0]) / (x_SxNxL.shape[0] - 1)
-    present = feature_NxL[mask_NxL]
-    edges = np.quantile(present, np.linspace(0.0, 1.0, bins + 1)[1:-1])
-    bin_NxL = np.searchsorted(edges, feature_NxL, side="right")
-    shift = (moments["in"][1] - moments["out"][1])[mask_NxL]
-    noise = 0.5 * (moments["in"][2] + moments["out"][2])[mask_NxL]
-    size_G = np.bincount(bin_NxL[mask_NxL], minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        delta_G = np.bincount(bin_NxL[mask_NxL], shift, minlength=bins) / size_G
-        var_G = np.bincount(bin_NxL[mask_NxL], noise, minlength=bins) / size_G
-        weight_G = np.where(size_G > 0, delta_G / np.maximum(var_G, 1e-12), 0.0)
-    weight_NxL = np.where(mask_NxL, weight_G[bin_NxL], 0.0)
+        total = total - jnp.where(drop, x_t_NxL, 0.0)
+        sumsq = sumsq - jnp.where(drop, x_t_NxL**2, 0.0)
+        k = (count - on_N)[:, None].astype(total.dtype)
+        mean = total / k
+        moments.append((total, mean, (sumsq - k * mean * mean) / (k - 1.0)))
+    (total_in, mean_in, var_in), (total_out, mean_out, var_out) = moments
+    num_others = counts[0][0] + counts[1][0] - 1
+    feature_NxL = (total_in + total_out) / num_others
+    quantiles = jnp.linspace(0.0, 1.0, bins + 1)[1:-1]
+    edges = jnp.nanquantile(jnp.where(mask_NxL, feature_NxL, jnp.nan), quantiles)
+    bin_NxL = jnp.searchsorted(edges, feature_NxL, side="right")
+    present = mask_NxL.astype(feature_NxL.dtype)
+    size_G = jnp.bincount(bin_NxL.ravel(), present.ravel(), length=bins)
+    shift_G = jnp.bincount(bin_NxL.ravel(), (present * (mean_in - mean_out)).ravel(), length=bins)
+    noise_NxL = 0.5 * (var_in + var_out)
+    noise_G = jnp.bincount(bin_NxL.ravel(), (present * noise_NxL).ravel(), length=bins)
+    safe_G = jnp.maximum(size_G, 1.0)
+    delta_G, var_G = shift_G / safe_G, noise_G / safe_G
+    weight_G = jnp.where(size_G > 0, delta_G / jnp.maximum(var_G, 1e-12), 0.0)
+    weight_NxL = jnp.where(mask_NxL, weight_G[bin_NxL], 0.0)
     return weight_NxL, {"delta": delta_G, "var": var_G, "size": size_G, "edges": edges}
+
+
+@jax.jit
+def _project(x_SxNxL, weight_NxL):
+    return jnp.einsum("snl,nl->sn", x_SxNxL, weight_NxL) / x_SxNxL.shape[2]
 
 
 @ATTACKS.register("profile")
@@ -100,23 +92,32 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOut
     opt = lira.parse_options("profile", options, _SPEC)
     x = lira.statistic_array(inputs, "profile", opt["statistic"])
     keep_SxN = np.asarray(inputs.keep_SxN, dtype=bool)
-    num_models, num_samples, length = x.shape
+    _, num_samples, length = x.shape
     mask_NxL = (
         np.ones((num_samples, length), dtype=bool)
         if inputs.mask_NxL is None
         else np.asarray(inputs.mask_NxL, dtype=bool)
     )
-    sums = {name: _side_sums(x, on) for name, on in (("in", keep_SxN), ("out", ~keep_SxN))}
-    scores, profiles = [], []
-    for t in np.asarray(targets_T, dtype=np.int64):
-        weight_NxL, prof = profile_weights(x, keep_SxN, mask_NxL, int(t), opt["bins"], sums)
-        a_SxN = np.stack(
-            [
-                (np.asarray(x[s], dtype=np.float64) * weight_NxL).sum(-1) / length
-                for s in range(num_models)
-            ]
-        )
-        scores.append(lira.lira_on_mean(a_SxN, keep_SxN, np.array([t]), opt, direction=1.0)[0])
-        profiles.append({k: np.asarray(v).tolist() for k, v in prof.items()})
-    diagnostics = {"options": opt, "equal_count_rule": True, "profile_first_target": profiles[0]}
+    counts = (keep_SxN.sum(0), (~keep_SxN).sum(0))
+    targets_T = np.asarray(targets_T, dtype=np.int64)
+    for t in targets_T:
+        if min((counts[0] - keep_SxN[t]).min(), (counts[1] - ~keep_SxN[t]).min()) < 2:
+            raise AttackInputError(
+                "profile: every sample needs at least 2 IN and 2 OUT shadows besides the target"
+            )
+    scores, first_profile = [], None
+    with gaussian.float64_scope():
+        x_dev = jnp.asarray(np.asarray(x, dtype=np.float64))
+        keep_dev, mask_dev = jnp.asarray(keep_SxN), jnp.asarray(mask_NxL)
+        sums = (_side_sums(x_dev, keep_dev), _side_sums(x_dev, ~keep_dev))
+        counts_dev = tuple(jnp.asarray(c) for c in counts)
+        for t in targets_T:
+            weight_NxL, prof = _weights(
+                opt["bins"], sums, counts_dev, x_dev[t], keep_dev[t], mask_dev
+            )
+            a_SxN = np.asarray(_project(x_dev, weight_NxL))
+            scores.append(lira.lira_on_mean(a_SxN, keep_SxN, np.array([t]), opt, 1.0)[0])
+            if first_profile is None:
+                first_profile = {k: np.asarray(v).tolist() for k, v in prof.items()}
+    diagnostics = {"options": opt, "equal_count_rule": True, "profile_first_target": first_profile}
     return AttackOutput(scores_TxN=np.stack(scores), diagnostics=diagnostics)
