@@ -13,6 +13,8 @@ DEFAULT_ATTACKS: list[str] = [
     "lira",
     "lira:variance=fixed",
     "lira:mode=offline",
+    "lira:statistic=loss",
+    "lira:statistic=loss,variance=fixed",
     "carlini",
     "seq:cov=diag",
     "seq:cov=pooled",
