@@ -145,8 +145,13 @@ def _rows(name: str, overrides: dict, results: dict) -> list[dict]:
     return rows
 
 
-def plot_sweep(rows: list[dict], path: Path, fpr_key: str = "0.001") -> None:
-    """TPR at FPR ``fpr_key`` against the one numeric swept variable, one line per attack."""
+def plot_sweep(rows: list[dict], path: Path, fprs: tuple[str, ...] = ("0.001", "0.0001")) -> None:
+    """TPR at each FPR in ``fprs`` (columns) against the numeric swept variable, per attack.
+
+    Other swept variables (the target half of a study, say) get one row of
+    panels per value. TPRs are drawn on a log axis; zeros sit on its floor
+    (1e-4). A panel whose FPR needs more negatives than a point has says so.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -158,30 +163,53 @@ def plot_sweep(rows: list[dict], path: Path, fpr_key: str = "0.001") -> None:
     ]
     numeric = [k for k in swept if all(isinstance(r.get(k), (int, float)) for r in rows)]
     xkey = numeric[0] if numeric else "point"
-    fig = Figure(figsize=(7, 4.5))
+    others = [k for k in swept if k != xkey]
+    groups = list(dict.fromkeys(tuple(r.get(k) for k in others) for r in rows))
+    fprs = tuple(f for f in fprs if f"tpr@{f}" in rows[0]) or (fpr_key_of(rows[0]),)
+    floor = 1e-4
+    fig = Figure(figsize=(6 * len(fprs), 4 * len(groups)))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for attack in dict.fromkeys(r["attack"] for r in rows):
-        pts = sorted(
-            (
-                (r[xkey], r[f"tpr@{fpr_key}"], r[f"tpr@{fpr_key}_lo"], r[f"tpr@{fpr_key}_hi"])
-                for r in rows
-                if r["attack"] == attack
-            ),
-            key=lambda p: p[0] if numeric else str(p[0]),
-        )
-        xs = [p[0] if numeric else str(p[0]) for p in pts]
-        ys = [p[1] if p[1] is not None else np.nan for p in pts]
-        ax.plot(xs, ys, marker="o", label=attack)
-    if numeric:
-        ax.set_xscale("log", base=2)
-    ax.set_xlabel(xkey)
-    ax.set_ylabel(f"TPR at FPR {fpr_key}")
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax.legend(fontsize=6, ncol=2)
-    ax.grid(alpha=0.3)
+    axes = fig.subplots(len(groups), len(fprs), squeeze=False)
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    styles = ["-", "--", ":", "-."]
+    for gi, group in enumerate(groups):
+        members = [r for r in rows if tuple(r.get(k) for k in others) == group]
+        for fi, fpr in enumerate(fprs):
+            ax = axes[gi][fi]
+            for ai, attack in enumerate(attacks):
+                pts = sorted(
+                    ((r[xkey], r[f"tpr@{fpr}"]) for r in members if r["attack"] == attack),
+                    key=lambda p: p[0] if numeric else str(p[0]),
+                )
+                xs = [p[0] if numeric else str(p[0]) for p in pts]
+                ys = [np.nan if p[1] is None else max(p[1], floor) for p in pts]
+                ax.plot(
+                    xs,
+                    ys,
+                    marker="o",
+                    linestyle=styles[(ai // 10) % 4],
+                    label=attack,
+                    color=f"C{ai % 10}",
+                )
+            if numeric:
+                ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_ylim(floor * 0.8, 1.05)
+            ax.set_xlabel(xkey)
+            ax.set_ylabel(f"TPR at FPR {fpr}")
+            title = ", ".join(f"{k}={v}" for k, v in zip(others, group))
+            if any(str(r.get(f"resolved@{fpr}")) in ("False", "0") for r in members):
+                title += f" (FPR {fpr} unresolved: too few negatives)"
+            ax.set_title(title, fontsize=8)
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
+
+
+def fpr_key_of(row: dict) -> str:
+    """The first FPR a sweep row reports (for sweeps without the default FPRs)."""
+    return next(k[4:] for k in row if k.startswith("tpr@") and not k.endswith(("_lo", "_hi")))
 
 
 def run_sweep(config_dict, sweep: list[dict], sweep_dir: str | Path) -> list[dict]:
