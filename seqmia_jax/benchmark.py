@@ -9,8 +9,11 @@ vmapped models) and ``loop`` (``steps.loop_over_models``, the same jitted
 single-model chunk called once per model). Each strategy compiles and warms
 up on one chunk of steps, then K chunks are timed with ``block_until_ready``.
 It also times the scorer over a batch of N samples for all S models and the
-attack set over synthetic S x N x L statistics, and reads the device's peak
-memory. ``format_table`` renders the result as one markdown table.
+attack set over synthetic S x N x L statistics (``attacks/timing.py``), and
+reads the device's peak memory. With ``profile_dir`` one more chunk of the
+first strategy runs under the profiler and its kernel time is totalled by
+category (``profiling.py``). ``format_table`` (``report/benchmark_table.py``)
+renders the result as one markdown table.
 
 Model FLOPs follow ``count_flops_per_token`` (6 N + 12 num_layers D L per
 token). Tokens count every row of every batch, the weight-0 padding of an
