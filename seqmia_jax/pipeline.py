@@ -37,12 +37,16 @@ def parse_targets(text: str) -> list[int]:
     try:
         if ":" in text:
             start, stop = (int(part) for part in text.split(":"))
-            return list(range(start, stop))
-        return [int(part) for part in text.split(",")]
+            targets = list(range(start, stop))
+        else:
+            targets = [int(part) for part in text.split(",")]
     except ValueError:
+        targets = []
+    if not targets:
         raise ConfigError(
             f"attack.targets must be a range like '8:16' or a list like '0,3,5'; got {text!r}"
-        ) from None
+        )
+    return targets
 
 
 def attack_settings(cfg: ExperimentConfig) -> dict:

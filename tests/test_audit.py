@@ -124,5 +124,6 @@ def test_attack_targets_parse_ranges_and_lists_and_refuse_the_rest():
     assert parse_targets("") == [] and parse_targets(" ") == []
     assert parse_targets("8:12") == [8, 9, 10, 11]
     assert parse_targets("0,3,5") == [0, 3, 5]
-    with pytest.raises(ConfigError, match="attack.targets"):
-        parse_targets("first half")
+    for bad in ("first half", "16:8", "1:2:3"):
+        with pytest.raises(ConfigError, match="attack.targets"):
+            parse_targets(bad)
