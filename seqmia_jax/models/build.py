@@ -19,6 +19,7 @@ import jax
 from flax import nnx
 
 from seqmia_jax.config import ConfigError, ModelConfig
+from seqmia_jax.models import decoder
 from seqmia_jax.registry import Registry
 
 ModelBuilder = Callable[..., nnx.Module]
@@ -42,7 +43,7 @@ def build_model(
 
 def check_attention(cfg: ModelConfig) -> None:
     """cuDNN's fused attention needs a GPU and 16-bit compute; say so before XLA does."""
-    if cfg.attention not in ("xla", "cudnn"):
+    if cfg.attention not in decoder.ATTENTION_IMPLS:
         raise ConfigError(f"model.attention must be 'xla' or 'cudnn'; got {cfg.attention!r}")
     if cfg.attention == "cudnn":
         if jax.default_backend() != "gpu":
