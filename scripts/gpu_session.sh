@@ -4,9 +4,12 @@
 #   bench_train    training benchmark of the gpu config, vmap vs loop, with a kernel profile;
 #   bench_attack   all attacks, leave-one-out over 64 targets at N=20,000, L=128 (synthetic);
 #   bench_xla      the same training with XLA attention instead of cuDNN's, profiled;
-#   bench_baseline the training benchmark of the code in ./bench_baseline (an older checkout);
+#   bench_baseline the training benchmark of an older checkout in ./bench_baseline, made with
+#                  mkdir bench_baseline && git archive REV seqmia_jax experiments configs |
+#                  tar -x -C bench_baseline   (untracked, not ignored, so the device gets it);
 #   bench_wide     width 512 instead of 256, profiled;
-#   audit, diagnose, study, canaries: end-to-end runs (see docs/study.md).
+#   audit, diagnose, study, canaries: end-to-end runs (see docs/study.md; canaries has not
+#                  run on a GPU yet, CANARY_TIMEOUT sets its limit).
 # Run from the repository root. Results: $OUT/session.tar.gz.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
