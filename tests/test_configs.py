@@ -1,0 +1,39 @@
+"""Every shipped config and every point of its sweep is a valid experiment config."""
+
+import importlib
+import pathlib
+
+import pytest
+
+from seqmia_jax.attacks import ATTACKS
+from seqmia_jax.attacks.specs import parse_spec
+from seqmia_jax.config import from_config_dict
+from seqmia_jax.pipeline import attack_settings
+from seqmia_jax.sweep import apply_overrides
+
+CONFIGS = sorted(
+    p.stem
+    for p in pathlib.Path(__file__).parent.parent.joinpath("configs").glob("*.py")
+    if p.stem != "__init__"
+)
+# The arguments each config documents besides "".
+ARGS = {
+    "kjv_gpt": ("tiny", "gpu"),
+    "digits_pixel": ("tiny", "gpu"),
+    "study_shadows": ("gpu", "many"),
+    "study_canaries": ("gpu",),
+    "study_pixels": ("s32",),
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_and_sweep_points_are_valid(name):
+    module = importlib.import_module(f"configs.{name}")
+    for arg in ("",) + ARGS.get(name, ()):
+        raw = module.get_config(arg)
+        cfg = from_config_dict(raw)
+        for spec in attack_settings(cfg)["attacks"] or []:  # targets and specs parse
+            assert parse_spec(spec)[0] in ATTACKS, spec
+        assert cfg.num_shadow_models % 2 == 0
+        for point in getattr(module, "get_sweep", lambda arg: [])(arg):
+            attack_settings(from_config_dict(apply_overrides(raw, point)))
