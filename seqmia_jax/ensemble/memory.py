@@ -68,9 +68,13 @@ def auto_strategy(model_chunk, tokens_NxL, state_S, in_idx_SxM, num_local_models
     state_one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state_S)
     in_idx_one = jax.ShapeDtypeStruct(in_idx_SxM.shape[1:], in_idx_SxM.dtype)
     tokens = jax.ShapeDtypeStruct(tokens_NxL.shape, tokens_NxL.dtype)
-    total = program_bytes(
-        model_chunk, tokens, state_one, in_idx_one, jax.ShapeDtypeStruct((), np.int32)
-    )
+    try:
+        total = program_bytes(
+            model_chunk, tokens, state_one, in_idx_one, jax.ShapeDtypeStruct((), np.int32)
+        )
+    except (RuntimeError, NotImplementedError, ValueError) as error:  # no estimate: vmap all
+        logging.warning("memory: no estimate of a model's footprint (%s); vmapping all", error)
+        total = None
     if total is None:
         return "vmap", 0
     shared = int(np.prod(tokens_NxL.shape)) * np.dtype(tokens_NxL.dtype).itemsize
