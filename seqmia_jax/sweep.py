@@ -165,7 +165,7 @@ def plot_sweep(rows: list[dict], path: Path, fprs: tuple[str, ...] = ("0.001", "
     xkey = numeric[0] if numeric else "point"
     others = [k for k in swept if k != xkey]
     groups = list(dict.fromkeys(tuple(r.get(k) for k in others) for r in rows))
-    fprs = tuple(f for f in fprs if f"tpr@{f}" in rows[0]) or (fpr_key_of(rows[0]),)
+    fprs = tuple(f for f in fprs if f"tpr@{f}" in rows[0])
     floor = 1e-4
     fig = Figure(figsize=(6 * len(fprs), 4 * len(groups)))
     FigureCanvasAgg(fig)
@@ -205,11 +205,6 @@ def plot_sweep(rows: list[dict], path: Path, fprs: tuple[str, ...] = ("0.001", "
     axes[0][-1].legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-
-
-def fpr_key_of(row: dict) -> str:
-    """The first FPR a sweep row reports (for sweeps without the default FPRs)."""
-    return next(k[4:] for k in row if k.startswith("tpr@") and not k.endswith(("_lo", "_hi")))
 
 
 def run_sweep(config_dict, sweep: list[dict], sweep_dir: str | Path) -> list[dict]:

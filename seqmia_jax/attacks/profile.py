@@ -64,8 +64,8 @@ def _weights(bins, sums, counts, x_t_NxL, on_in_N, mask_NxL):
         mean = total / k
         moments.append((total, mean, (sumsq - k * mean * mean) / (k - 1.0)))
     (total_in, mean_in, var_in), (total_out, mean_out, var_out) = moments
-    num_others = counts[0][0] + counts[1][0] - 1
-    feature_NxL = (total_in + total_out) / num_others
+    num_others_N = counts[0] + counts[1] - 1
+    feature_NxL = (total_in + total_out) / num_others_N[:, None]
     quantiles = jnp.linspace(0.0, 1.0, bins + 1)[1:-1]
     edges = jnp.nanquantile(jnp.where(mask_NxL, feature_NxL, jnp.nan), quantiles)
     bin_NxL = jnp.searchsorted(edges, feature_NxL, side="right")

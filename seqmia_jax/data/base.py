@@ -138,6 +138,20 @@ def make_dataset(
     )
 
 
+def _with_tokens(dataset: Dataset, tokens_NxL: np.ndarray, cfg: DataConfig) -> Dataset:
+    """``dataset`` with other tokens (a selection, planted canaries), loader options kept."""
+    options = {k: v for k, v in dataset.fingerprint.items() if k not in _BASE_KEYS}
+    return make_dataset(
+        dataset.name,
+        tokens_NxL,
+        cfg,
+        vocab_size=dataset.vocab_size,
+        kind=dataset.kind,
+        image_shape=dataset.image_shape,
+        **options,
+    )
+
+
 def canary_spans(cfg: DataConfig) -> np.ndarray:
     """Start offset of each sample's canary run, int64 N; positions start..start+k-1.
 
@@ -167,16 +181,7 @@ def plant_canaries(dataset: Dataset, cfg: DataConfig) -> Dataset:
     tokens_NxL[rows_Nx1, start_N[:, None] + np.arange(k)] = rng.choice(
         alphabet, size=(dataset.num_samples, k)
     )
-    options = {key: v for key, v in dataset.fingerprint.items() if key not in _BASE_KEYS}
-    return make_dataset(
-        dataset.name,
-        tokens_NxL,
-        cfg,
-        vocab_size=dataset.vocab_size,
-        kind=dataset.kind,
-        image_shape=dataset.image_shape,
-        **options,
-    )
+    return _with_tokens(dataset, tokens_NxL, cfg)
 
 
 def check_image_seq_len(name: str, image_shape: tuple[int, ...], cfg: DataConfig) -> None:
@@ -207,16 +212,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     total = dataset.tokens_NxL.shape[0]
     if total > cfg.num_samples:  # The loader returned every window: select the pool here.
         index_N = pool_indices(total, cfg, f"samples in {cfg.name}")
-        options = {k: v for k, v in dataset.fingerprint.items() if k not in _BASE_KEYS}
-        dataset = make_dataset(
-            dataset.name,
-            dataset.tokens_NxL[index_N],
-            cfg,
-            vocab_size=dataset.vocab_size,
-            kind=dataset.kind,
-            image_shape=dataset.image_shape,
-            **options,
-        )
+        dataset = _with_tokens(dataset, dataset.tokens_NxL[index_N], cfg)
     _check(dataset, cfg)
     return plant_canaries(dataset, cfg)
 

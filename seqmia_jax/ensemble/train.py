@@ -32,7 +32,11 @@ class TrainingError(RuntimeError):
 
 
 def resolve_strategy(strategy: str) -> str:
-    """``auto`` is vmap on accelerators and lax.map on CPU (measured faster there)."""
+    """``auto`` is vmap on accelerators and lax.map on CPU (measured faster there).
+
+    On accelerators ``train`` may still chunk the vmap when the models do not
+    all fit in memory (``ensemble/memory.py``).
+    """
     if strategy != "auto":
         return strategy
     return "map" if jax.default_backend() == "cpu" else "vmap"
