@@ -24,6 +24,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.data.split = "train"  # unused for embedded data
     cfg.data.data_dir = None  # unused for embedded data
     cfg.data.canary_tokens = 0  # k random digits planted in every sample (0: none)
+    cfg.data.duplicated_samples = 0  # samples repeated in every training set that holds them
+    cfg.data.duplicates = 1  # copies of each (1: no duplication)
 
     cfg.model = ml_collections.ConfigDict()
     cfg.model.name = "gpt"

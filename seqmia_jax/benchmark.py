@@ -33,7 +33,7 @@ from absl import logging
 from seqmia_jax import membership, profiling
 from seqmia_jax.attacks.timing import time_attacks
 from seqmia_jax.config import ConfigError, ExperimentConfig
-from seqmia_jax.data import Dataset, load_dataset
+from seqmia_jax.data import Dataset, load_dataset, training_copies
 from seqmia_jax.ensemble import sharding, steps
 from seqmia_jax.ensemble.train import init_ensemble, resolve_strategy
 from seqmia_jax.models.build import count_flops_per_token, num_params
@@ -179,8 +179,11 @@ class _Setup:
 
 
 def _setup(cfg: ExperimentConfig, dataset: Dataset) -> _Setup:
-    keep_SxN = membership.make_membership(cfg.num_shadow_models, cfg.data.num_samples, cfg.seed)
-    in_idx_SxM = membership.in_indices(keep_SxN)
+    copies_N = training_copies(cfg.data)
+    keep_SxN = membership.make_membership(
+        cfg.num_shadow_models, cfg.data.num_samples, cfg.seed, copies_N
+    )
+    in_idx_SxM = membership.in_indices(keep_SxN, copies_N)
     sched = steps.Schedule(cfg.train.batch_size, in_idx_SxM.shape[1], cfg.train.epochs)
     tx = steps.make_optimizer(cfg.train, sched.total_steps)
     mesh = sharding.make_mesh(cfg.num_shadow_models)

@@ -24,6 +24,8 @@ class DataConfig:
     split: str = "train"  # tfds split
     data_dir: str | None = None  # tfds data_dir (None: tfds default)
     canary_tokens: int = 0  # k: a run of k random tokens planted in every sample (0: none)
+    duplicated_samples: int = 0  # how many audit samples are duplicated in training (even)
+    duplicates: int = 1  # copies of a duplicated sample in each training set that holds it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +101,17 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"data.num_samples must be >= 2; got {cfg.data.num_samples}")
     if cfg.data.selection not in ("first", "random"):
         raise ConfigError(f"data.selection must be 'first' or 'random'; got {cfg.data.selection!r}")
+    dup, copies = cfg.data.duplicated_samples, cfg.data.duplicates
+    if not 0 <= dup <= cfg.data.num_samples or dup % 2:
+        raise ConfigError(
+            f"data.duplicated_samples must be even and in [0, num_samples="
+            f"{cfg.data.num_samples}] (half of them train each model); got {dup}"
+        )
+    if copies < 1 or (copies > 1) != (dup > 0):
+        raise ConfigError(
+            "set data.duplicated_samples > 0 and data.duplicates > 1 together (or neither); "
+            f"got duplicated_samples={dup}, duplicates={copies}"
+        )
     if cfg.model.embed_dim % cfg.model.num_heads:
         raise ConfigError(
             f"model.embed_dim ({cfg.model.embed_dim}) must be divisible by "

@@ -1,6 +1,7 @@
 """The membership matrix ``keep_SxN``: which audit samples each shadow model trains on.
 
-Legend: S shadow models, N audit samples, M = N/2 samples per model.
+Legend: S shadow models, N audit samples, M = N/2 samples per model (more
+with duplicated samples, see ``in_indices``).
 
 The matrix is balanced both ways: every sample is IN for exactly S/2 models
 and every model trains on exactly N/2 samples. The second property lets all S
@@ -8,6 +9,8 @@ models take the same number of optimizer steps per epoch and see each of their
 samples exactly once per epoch. It is built from complementary pairs: model
 ``pair[2p]`` gets a seeded random half of the samples and ``pair[2p+1]`` the
 other half, with the pairing itself a seeded random permutation of the models.
+With duplicated samples (``data.duplicated_samples``) each half takes exactly
+half of the duplicated samples too, so every training set has the same size.
 """
 
 import numpy as np
@@ -15,8 +18,15 @@ import numpy as np
 from seqmia_jax.config import ConfigError
 
 
-def make_membership(num_models: int, num_samples: int, seed: int) -> np.ndarray:
-    """Returns a balanced bool ``keep_SxN`` drawn from ``seed``."""
+def make_membership(
+    num_models: int, num_samples: int, seed: int, copies_N: np.ndarray | None = None
+) -> np.ndarray:
+    """Returns a balanced bool ``keep_SxN`` drawn from ``seed``.
+
+    ``copies_N`` (int N, ``data.base.training_copies``) marks the duplicated
+    samples (copies > 1), which each half splits evenly; without any the draw
+    is the plain one, so older work directories reproduce.
+    """
     if num_models < 2 or num_models % 2:
         raise ConfigError(f"num_shadow_models must be even and >= 2; got {num_models}")
     if num_samples < 2 or num_samples % 2:
@@ -27,19 +37,37 @@ def make_membership(num_models: int, num_samples: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng([seed, 0x6D656D62])  # "memb": independent of other streams
     models_S = rng.permutation(num_models)
     keep_SxN = np.zeros((num_models, num_samples), dtype=bool)
+    strata = None
+    if copies_N is not None and np.any(copies_N > 1):
+        strata = [np.flatnonzero(copies_N > 1), np.flatnonzero(copies_N == 1)]
+        if any(len(stratum) % 2 for stratum in strata):
+            raise ConfigError("the number of duplicated samples must be even")
     for first, second in zip(models_S[0::2], models_S[1::2]):
-        half = rng.permutation(num_samples)[: num_samples // 2]
+        if strata is None:
+            half = rng.permutation(num_samples)[: num_samples // 2]
+        else:
+            half = np.concatenate([rng.permutation(st)[: len(st) // 2] for st in strata])
         keep_SxN[first, half] = True
         keep_SxN[second] = ~keep_SxN[first]
     return keep_SxN
 
 
-def in_indices(keep_SxN: np.ndarray) -> np.ndarray:
-    """Returns the sorted IN sample indices of each model, int32 S x N/2."""
-    num_in = keep_SxN.sum(axis=1)
-    if not np.all(num_in == num_in[0]):
-        raise ConfigError("membership matrix is not balanced across models")
-    return np.stack([np.flatnonzero(row) for row in keep_SxN]).astype(np.int32)
+def in_indices(keep_SxN: np.ndarray, copies_N: np.ndarray | None = None) -> np.ndarray:
+    """Returns the sorted IN sample indices of each model, int32 S x M.
+
+    Sample n appears ``copies_N[n]`` times (default once, M = N/2), so a
+    duplicated sample is seen that many times per epoch.
+    """
+    copies_N = np.ones(keep_SxN.shape[1], np.int64) if copies_N is None else copies_N
+    size_S = keep_SxN.astype(np.int64) @ copies_N
+    if not np.all(size_S == size_S[0]):
+        raise ConfigError(
+            "membership matrix is not balanced across models"
+            + ("" if np.all(copies_N == 1) else " (nor across the duplicated samples)")
+        )
+    return np.stack([np.repeat(np.flatnonzero(row), copies_N[row]) for row in keep_SxN]).astype(
+        np.int32
+    )
 
 
 def check_membership(keep_SxN: np.ndarray, where: str = "membership.npy") -> None:

@@ -42,7 +42,7 @@ _NON_IDENTITY = {
 # Fields added after work directories existed, with the value that reproduces
 # the older behaviour: at that value they are left out of the identity, so
 # existing work directories (and sweep hashes) stay valid.
-_NEUTRAL_ADDITIONS = {"data.canary_tokens": 0}
+_NEUTRAL_ADDITIONS = {"data.canary_tokens": 0, "data.duplicated_samples": 0, "data.duplicates": 1}
 
 
 class WorkdirError(RuntimeError):

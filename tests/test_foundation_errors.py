@@ -63,7 +63,8 @@ def test_mismatched_workdir_is_refused(tmp_path):
 def test_work_directories_from_before_a_neutral_new_field_stay_valid(tmp_path):
     train(tiny_config(), tmp_path)
     stored = json.loads((tmp_path / "config.json").read_text())
-    del stored["config"]["data"]["canary_tokens"]  # as written before the field existed
+    for field in ("canary_tokens", "duplicated_samples", "duplicates"):
+        del stored["config"]["data"][field]  # as written before the fields existed
     del stored["config"]["model"]["attention"]
     (tmp_path / "config.json").write_text(json.dumps(stored))
     assert train(tiny_config(), tmp_path)["finished"]  # same identity: nothing to redo

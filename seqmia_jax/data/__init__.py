@@ -13,6 +13,20 @@ Use ``load_dataset(cfg.data)``. To add a dataset, write a loader
 """
 
 from seqmia_jax.data import images, text, tfds_sources  # noqa: F401  (registration)
-from seqmia_jax.data.base import DATASETS, Dataset, load_dataset, make_dataset, pool_indices
+from seqmia_jax.data.base import (
+    DATASETS,
+    Dataset,
+    load_dataset,
+    make_dataset,
+    pool_indices,
+    training_copies,
+)
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "make_dataset", "pool_indices"]
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "load_dataset",
+    "make_dataset",
+    "pool_indices",
+    "training_copies",
+]

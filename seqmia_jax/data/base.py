@@ -163,6 +163,19 @@ def canary_spans(cfg: DataConfig) -> np.ndarray:
     return rng.integers(0, cfg.seq_len - k + 1, size=cfg.num_samples)
 
 
+def training_copies(cfg: DataConfig) -> np.ndarray:
+    """Copies of each sample in a training set that holds it, int64 N.
+
+    ``cfg.duplicated_samples`` samples, a seeded random subset (``data.seed``),
+    get ``cfg.duplicates`` copies, as web-scale corpora repeat documents; the
+    rest one. A pure function of the config.
+    """
+    rng = np.random.default_rng([cfg.seed, 0xD0])
+    copies_N = np.ones(cfg.num_samples, dtype=np.int64)
+    copies_N[rng.permutation(cfg.num_samples)[: cfg.duplicated_samples]] = cfg.duplicates
+    return copies_N
+
+
 def plant_canaries(dataset: Dataset, cfg: DataConfig) -> Dataset:
     """Replaces a run of ``cfg.canary_tokens`` tokens in every sample by random ones.
 

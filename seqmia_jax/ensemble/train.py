@@ -20,7 +20,7 @@ from flax import nnx
 
 from seqmia_jax import membership
 from seqmia_jax.config import ExperimentConfig
-from seqmia_jax.data import Dataset, load_dataset
+from seqmia_jax.data import Dataset, load_dataset, training_copies
 from seqmia_jax.ensemble import memory, sharding, steps
 from seqmia_jax.ensemble.checkpoint import EnsembleCheckpointer
 from seqmia_jax.models import build_model
@@ -129,7 +129,9 @@ def load_or_make_membership(cfg: ExperimentConfig, wd: Workdir) -> np.ndarray:
         keep_SxN = np.load(wd.membership)
         membership.check_membership(keep_SxN, str(wd.membership))
         return keep_SxN
-    keep_SxN = membership.make_membership(cfg.num_shadow_models, cfg.data.num_samples, cfg.seed)
+    keep_SxN = membership.make_membership(
+        cfg.num_shadow_models, cfg.data.num_samples, cfg.seed, training_copies(cfg.data)
+    )
     if sharding.is_primary():
         tmp = wd.membership.with_suffix(".tmp.npy")
         np.save(tmp, keep_SxN)
@@ -166,7 +168,7 @@ def train(
         return summary
 
     keep_SxN = load_or_make_membership(cfg, wd)
-    in_idx_SxM = membership.in_indices(keep_SxN)
+    in_idx_SxM = membership.in_indices(keep_SxN, training_copies(cfg.data))
     sched = steps.Schedule(cfg.train.batch_size, in_idx_SxM.shape[1], cfg.train.epochs)
     total = sched.total_steps
     tx = steps.make_optimizer(cfg.train, total)
