@@ -1,4 +1,4 @@
-"""Diagnostics of a scored work directory: correlations, shift SNR, cross-sample leakage.
+"""Diagnostics of a scored work directory: correlations, shift SNR, per-token ceiling, leakage.
 
 python -m experiments.diagnose --workdir=runs/kjv_gpt [--statistics=loss,logit]
 """

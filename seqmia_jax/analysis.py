@@ -18,6 +18,10 @@ target's fit:
   across samples instead of estimated per sample).
 - ``in_mixture``: skewness and kurtosis of each side's residuals of the
   sequence mean; an "all or nothing" membership effect makes IN a mixture.
+- ``ceiling``: the best TPR at low FPR that a per-token weighting with known
+  parameters could reach, against the same for the sequence mean
+  (``per_token_ceiling``): an upper bound on what sequence-awareness can add
+  when positions are independent, measured before any attack is fitted.
 - ``cross_sample``: for text, how much of a sample's OUT variance is explained
   by how many of its n-grams a shadow saw in *other* IN samples.
 """
@@ -25,6 +29,9 @@ target's fit:
 import dataclasses
 
 import numpy as np
+from scipy import optimize, special
+
+from seqmia_jax import membership
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +198,80 @@ def in_mixture(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray) -> dict:
     return report
 
 
+def population_tpr(dprime2_N: np.ndarray, fpr: float) -> float:
+    """TPR at ``fpr`` of the Neyman-Pearson test over a population of Gaussian shift tests.
+
+    Sample n's score is N(0, 1) out of training and N(d_n, 1) in it, with
+    ``dprime2_N = d_n^2`` known; the best test thresholds the log likelihood
+    ratio d_n z - d_n^2 / 2 at one level for all samples (LiRA with exact
+    parameters). Samples with d_n = 0 never fire.
+    """
+    d_N = np.sqrt(np.asarray(dprime2_N, np.float64))
+    d_N = d_N[d_N > 0]
+    if d_N.size == 0:
+        return 0.0
+    scale = len(dprime2_N)
+
+    def rate(tau, shift):  # share of all samples whose log LR exceeds tau
+        return special.ndtr(-(tau / d_N + shift * d_N)).sum() / scale
+
+    if d_N.size / scale <= fpr:  # every sample with a shift can fire
+        return d_N.size / scale
+    lo, hi = -1.0, 1.0
+    while rate(hi, 0.5) > fpr:
+        hi *= 2.0
+    while rate(lo, 0.5) < fpr:
+        lo *= 2.0
+    tau = optimize.brentq(lambda t: rate(t, 0.5) - fpr, lo, hi, xtol=1e-12)
+    return float(rate(tau, -0.5))
+
+
+def _half_shifts(x_SxNxL, keep_SxN) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token IN - OUT mean shifts and the mean of both sides' variances."""
+    m = moments(x_SxNxL, keep_SxN)
+    return m.mean_in_NxL - m.mean_out_NxL, 0.5 * (m.var_in_NxL + m.var_out_NxL)
+
+
+def per_token_ceiling(
+    stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, fprs: tuple[float, ...] = (1e-3, 1e-2)
+) -> dict:
+    """How much could a per-token attack with known parameters beat one on the sequence mean?
+
+    Under independent Gaussian positions with known per-token shifts d[n, l]
+    and variances v[n, l], the best per-token test of sample n has d'^2 =
+    sum_l d^2 / v; the best test on the sequence mean has d'^2 =
+    (sum_l d)^2 / var(sum_l x), its variance measured with the correlations
+    included. Both are estimated without the upward bias of squared noisy
+    shifts: the models are split into two halves of whole complementary
+    pairs, and d^2 is the product of the two halves' independent estimates.
+    ``population_tpr`` turns the per-sample d' into the TPR of the best test
+    at each FPR. This is a ceiling for both (exact parameters, no estimation
+    noise), so its ratio bounds the gain any per-token weighting can give
+    over LiRA on the mean when positions are independent.
+    """
+    try:
+        pairs_Px2 = membership.complementary_pairs(keep_SxN)
+    except ValueError as err:
+        return {"skipped": f"needs complementary model pairs ({err})"}
+    if len(pairs_Px2) < 4:
+        return {"skipped": f"needs at least 4 complementary pairs; got {len(pairs_Px2)}"}
+    halves = (pairs_Px2[0::2].ravel(), pairs_Px2[1::2].ravel())
+    x = np.asarray(stats_SxNxL, np.float64)
+    (d_a, v_a), (d_b, v_b) = (_half_shifts(x[h], keep_SxN[h]) for h in halves)
+    sum_x = x.sum(-1, keepdims=True)
+    (m_a, w_a), (m_b, w_b) = (_half_shifts(sum_x[h], keep_SxN[h]) for h in halves)
+    d2 = {
+        "per_token": np.maximum((d_a * d_b / (0.5 * (v_a + v_b))).sum(1), 0.0),
+        "mean": np.maximum((m_a * m_b / (0.5 * (w_a + w_b)))[:, 0], 0.0),
+    }
+    report = {f"median_dprime_{k}": float(np.sqrt(np.median(v))) for k, v in d2.items()}
+    for fpr in fprs:
+        tpr = {k: population_tpr(v, fpr) for k, v in d2.items()}
+        tpr["ratio"] = tpr["per_token"] / tpr["mean"] if tpr["mean"] > 0 else float("inf")
+        report[f"tpr_at_{fpr:g}"] = tpr
+    return report
+
+
 def diagnose(
     stats_SxNxL: np.ndarray,
     keep_SxN: np.ndarray,
@@ -209,6 +290,7 @@ def diagnose(
         "shift_snr": shift_snr(m),
         "shift_profile": shift_profile(m),
         "in_mixture": in_mixture(stats_SxNxL, keep_SxN),
+        "ceiling": per_token_ceiling(stats_SxNxL, keep_SxN),
     }
     if tokens_NxL is not None:
         report["cross_sample"] = cross_sample_leakage(stats_SxNxL, keep_SxN, tokens_NxL)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from seqmia_jax import analysis
+from seqmia_jax import analysis, membership
 from tests.synthetic import balanced_keep, gaussian_stats
 
 
@@ -50,3 +50,42 @@ def test_in_mixture_flags_all_or_nothing_membership_only():
     mixed = analysis.in_mixture(x - 3.0 * memorized[..., None], keep)
     assert mixed["in"]["skewness"] < -0.3 and abs(mixed["out"]["skewness"]) < 0.05
     assert mixed["in"]["excess_kurtosis"] > mixed["out"]["excess_kurtosis"] + 0.1
+
+
+def test_population_tpr_matches_the_closed_form_for_equal_shifts():
+    from scipy.stats import norm
+
+    for d, fpr in ((1.0, 1e-3), (2.5, 1e-2), (4.0, 1e-4)):
+        want = norm.sf(norm.isf(fpr) - d)  # one Gaussian test, threshold at the FPR quantile
+        assert abs(analysis.population_tpr(np.full(500, d * d), fpr) - want) < 1e-9
+    # Samples without a shift never fire: half of them halves the TPR of a strong test.
+    d2 = np.r_[np.full(500, 100.0), np.zeros(500)]
+    assert abs(analysis.population_tpr(d2, 1e-3) - 0.5 * norm.sf(norm.isf(2e-3) - 10.0)) < 1e-9
+
+
+def _ceiling_case(drop_NxL, seed=0):
+    rng = np.random.default_rng(seed)
+    keep = membership.make_membership(64, drop_NxL.shape[0], seed=seed)
+    x = gaussian_stats(rng, 64, *drop_NxL.shape, rho=0.0, drop_NxL=drop_NxL, keep_SxN=keep)
+    return analysis.per_token_ceiling(x, keep, fprs=(1e-2,))
+
+
+def test_ceiling_is_one_for_equal_shifts_and_recovers_sparse_ones():
+    rng = np.random.default_rng(3)
+    even = _ceiling_case(np.full((2000, 16), 0.3))
+    assert abs(even["tpr_at_0.01"]["ratio"] - 1.0) < 0.1
+    assert abs(even["median_dprime_mean"] - 1.2) < 0.1  # sqrt(16) * 0.3 with unit variance
+    # A quarter of the tokens carry the whole shift: the per-token test gains 2x in d'.
+    sparse_NxL = np.where(rng.random((2000, 16)) < 0.25, 0.6, 0.0)
+    got = _ceiling_case(sparse_NxL)
+    true_d2 = {
+        "per_token": (sparse_NxL**2).sum(1),
+        "mean": sparse_NxL.sum(1) ** 2 / 16,
+    }
+    for k, d2 in true_d2.items():
+        assert abs(got[f"median_dprime_{k}"] - np.sqrt(np.median(d2))) < 0.15
+    want_ratio = analysis.population_tpr(true_d2["per_token"], 1e-2) / analysis.population_tpr(
+        true_d2["mean"], 1e-2
+    )
+    assert want_ratio > 2.0
+    assert abs(got["tpr_at_0.01"]["ratio"] - want_ratio) < 0.25 * want_ratio
