@@ -1,13 +1,21 @@
 """Profile LiRA: LiRA on a token-weighted sequence mean, the weights learned across samples.
 
-Legend: S shadow models, N samples, L positions, T targets, G difficulty bins.
+Legend: S shadow models, N samples, L positions, T targets, G profile bins.
 
 The per-token models of ``seq`` estimate L mean shifts per sample from K/2
 shadows a side, and that noise costs more than the per-token detail gives
 (docs/study.md). This attack keeps the per-token structure but shares it
 across samples: a token's expected membership shift and its noise variance
-are taken to depend only on how hard the token is, its bin g(n, l) among G
-quantile bins of the statistic's mean over the shadows. Under
+are taken to depend only on a feature of the token, its bin g(n, l). Option
+``by`` picks the feature:
+
+- ``difficulty`` (default): how hard the token is, its bin among ``bins``
+  quantile bins of the statistic's mean over the shadows;
+- ``token``: the token id, byte l of sample n's raw text (``inputs.text``;
+  position l holds the statistic of predicting token l), one bin per byte value;
+- ``difficulty+token``: both, bin = difficulty bin * 256 + token id.
+
+Under
 
     x[s, n, l] = mu[n, l] + member(s, n) * delta[g] + e,  e ~ N(0, var[g]) independent,
 
@@ -17,14 +25,14 @@ projection A[s, n] = sum_l w[n, l] x[s, n, l] / L with w = delta[g] / var[g]
 options and leave-one-out rule) on A. With delta and var constant it is
 ``lira`` on the plain mean.
 
-Per target t, everything is fitted without model t: the bins use the mean over
-the other S - 1 shadows, delta[g] is the mean over the bin's present tokens of
-(IN mean - OUT mean) and var[g] the mean of the two sides' ddof=1 variances,
-both over the other shadows. A projects every model's statistic, the target's
-included, with the same weights, and LiRA's own fits then follow the
-equal-count rule. A is oriented so that members score higher (w carries the
-sign of delta), so the offline one-sided test needs no statistic-specific
-direction.
+Per target t, everything is fitted without model t: the difficulty bins use
+the mean over the other S - 1 shadows, delta[g] is the mean over the bin's
+present tokens of (IN mean - OUT mean) and var[g] the mean of the two sides'
+ddof=1 variances, both over the other shadows; empty bins get weight 0. A
+projects every model's statistic, the target's included, with the same
+weights, and LiRA's own fits then follow the equal-count rule. A is oriented
+so that members score higher (w carries the sign of delta), so the offline
+one-sided test needs no statistic-specific direction.
 """
 
 import functools
@@ -36,9 +44,13 @@ import numpy as np
 from seqmia_jax.attacks import gaussian, lira
 from seqmia_jax.attacks.base import ATTACKS, AttackInputError, AttackInputs, AttackOutput
 
+_TOKEN_IDS = 256  # one bin per byte value
+_DIAGNOSTIC_BINS = 64  # beyond this many bins, only nonempty bins are reported
+
 _SPEC = {
     "statistic": ("logit", lira.STATISTICS),
     "bins": (16, lambda v: isinstance(v, int) and v >= 1),
+    "by": ("difficulty", ("difficulty", "token", "difficulty+token")),
     "mode": ("online", ("online", "offline")),
     "variance": ("per_sample", ("per_sample", "fixed")),
     "offline_test": ("one_sided", ("one_sided", "two_sided")),
@@ -52,8 +64,8 @@ def _side_sums(x_SxNxL, on_SxN):
     return jnp.sum(jnp.where(on, x_SxNxL, 0.0), 0), jnp.sum(jnp.where(on, x_SxNxL**2, 0.0), 0)
 
 
-@functools.partial(jax.jit, static_argnames=("bins",))
-def _weights(bins, sums, counts, x_t_NxL, on_in_N, mask_NxL):
+@functools.partial(jax.jit, static_argnames=("bins", "by"))
+def _weights(bins, by, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL):
     """w_NxL fitted without the target (row x_t, IN where on_in_N), and per-bin profile."""
     moments = []
     for (total, sumsq), count, on_N in zip(sums, counts, (on_in_N, ~on_in_N)):
@@ -66,19 +78,49 @@ def _weights(bins, sums, counts, x_t_NxL, on_in_N, mask_NxL):
     (total_in, mean_in, var_in), (total_out, mean_out, var_out) = moments
     num_others_N = counts[0] + counts[1] - 1
     feature_NxL = (total_in + total_out) / num_others_N[:, None]
-    quantiles = jnp.linspace(0.0, 1.0, bins + 1)[1:-1]
-    edges = jnp.nanquantile(jnp.where(mask_NxL, feature_NxL, jnp.nan), quantiles)
-    bin_NxL = jnp.searchsorted(edges, feature_NxL, side="right")
+    profile, bin_NxL, num_bins = {}, 0, 1
+    if "difficulty" in by:
+        quantiles = jnp.linspace(0.0, 1.0, bins + 1)[1:-1]
+        edges = jnp.nanquantile(jnp.where(mask_NxL, feature_NxL, jnp.nan), quantiles)
+        bin_NxL = jnp.searchsorted(edges, feature_NxL, side="right")
+        profile["edges"], num_bins = edges, bins
+    if "token" in by:
+        bin_NxL = bin_NxL * _TOKEN_IDS + token_NxL
+        num_bins *= _TOKEN_IDS
     present = mask_NxL.astype(feature_NxL.dtype)
-    size_G = jnp.bincount(bin_NxL.ravel(), present.ravel(), length=bins)
-    shift_G = jnp.bincount(bin_NxL.ravel(), (present * (mean_in - mean_out)).ravel(), length=bins)
+    size_G = jnp.bincount(bin_NxL.ravel(), present.ravel(), length=num_bins)
+    shift_G = jnp.bincount(
+        bin_NxL.ravel(), (present * (mean_in - mean_out)).ravel(), length=num_bins
+    )
     noise_NxL = 0.5 * (var_in + var_out)
-    noise_G = jnp.bincount(bin_NxL.ravel(), (present * noise_NxL).ravel(), length=bins)
+    noise_G = jnp.bincount(bin_NxL.ravel(), (present * noise_NxL).ravel(), length=num_bins)
     safe_G = jnp.maximum(size_G, 1.0)
     delta_G, var_G = shift_G / safe_G, noise_G / safe_G
     weight_G = jnp.where(size_G > 0, delta_G / jnp.maximum(var_G, 1e-12), 0.0)
     weight_NxL = jnp.where(mask_NxL, weight_G[bin_NxL], 0.0)
-    return weight_NxL, {"delta": delta_G, "var": var_G, "size": size_G, "edges": edges}
+    return weight_NxL, {"delta": delta_G, "var": var_G, "size": size_G, **profile}
+
+
+def _token_ids(inputs: AttackInputs, by: str, num_samples: int, length: int) -> np.ndarray:
+    """token_NxL: int32 byte l of sample n's raw text."""
+    text = inputs.text
+    if text is None or len(text) != num_samples or any(len(row) != length for row in text):
+        raise AttackInputError(
+            f"profile:by={by} needs the raw bytes of each sample (text_bytes.npy) with one byte "
+            f"per position: {num_samples} rows of {length} bytes (give text_lengths.npy if rows "
+            "end in zero bytes)"
+        )
+    return np.frombuffer(b"".join(text), np.uint8).reshape(num_samples, length).astype(np.int32)
+
+
+def _summary(profile: dict) -> dict:
+    """JSON-ready profile; past _DIAGNOSTIC_BINS bins only the nonempty ones, with their ids."""
+    out = {k: np.asarray(v) for k, v in profile.items()}
+    if out["size"].size > _DIAGNOSTIC_BINS:
+        (out["bin"],) = np.nonzero(out["size"])
+        for k in ("delta", "var", "size"):
+            out[k] = out[k][out["bin"]]
+    return {k: v.tolist() for k, v in out.items()}
 
 
 @jax.jit
@@ -99,6 +141,9 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOut
         else np.asarray(inputs.mask_NxL, dtype=bool)
     )
     counts = (keep_SxN.sum(0), (~keep_SxN).sum(0))
+    token_NxL = (
+        None if opt["by"] == "difficulty" else _token_ids(inputs, opt["by"], num_samples, length)
+    )
     targets_T = np.asarray(targets_T, dtype=np.int64)
     for t in targets_T:
         if min((counts[0] - keep_SxN[t]).min(), (counts[1] - ~keep_SxN[t]).min()) < 2:
@@ -109,15 +154,16 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOut
     with gaussian.float64_scope():
         x_dev = jnp.asarray(np.asarray(x, dtype=np.float64))
         keep_dev, mask_dev = jnp.asarray(keep_SxN), jnp.asarray(mask_NxL)
+        token_dev = None if token_NxL is None else jnp.asarray(token_NxL)
         sums = (_side_sums(x_dev, keep_dev), _side_sums(x_dev, ~keep_dev))
         counts_dev = tuple(jnp.asarray(c) for c in counts)
         for t in targets_T:
             weight_NxL, prof = _weights(
-                opt["bins"], sums, counts_dev, x_dev[t], keep_dev[t], mask_dev
+                opt["bins"], opt["by"], sums, counts_dev, x_dev[t], keep_dev[t], mask_dev, token_dev
             )
             a_SxN = np.asarray(_project(x_dev, weight_NxL))
             scores.append(lira.lira_on_mean(a_SxN, keep_SxN, np.array([t]), opt, 1.0)[0])
             if first_profile is None:
-                first_profile = {k: np.asarray(v).tolist() for k, v in prof.items()}
+                first_profile = _summary(prof)
     diagnostics = {"options": opt, "equal_count_rule": True, "profile_first_target": first_profile}
     return AttackOutput(scores_TxN=np.stack(scores), diagnostics=diagnostics)
