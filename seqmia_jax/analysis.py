@@ -226,10 +226,27 @@ def population_tpr(dprime2_N: np.ndarray, fpr: float) -> float:
     return float(rate(tau, -0.5))
 
 
-def _half_shifts(x_SxNxL, keep_SxN) -> tuple[np.ndarray, np.ndarray]:
-    """Per-token IN - OUT mean shifts and the mean of both sides' variances."""
+def _half_shifts(x_SxNxL, keep_SxN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-token IN - OUT mean shifts, the mean of both sides' variances, the shifts' noise."""
     m = moments(x_SxNxL, keep_SxN)
-    return m.mean_in_NxL - m.mean_out_NxL, 0.5 * (m.var_in_NxL + m.var_out_NxL)
+    noise = m.var_in_NxL / m.k_in_N[:, None] + m.var_out_NxL / m.k_out_N[:, None]
+    return m.mean_in_NxL - m.mean_out_NxL, 0.5 * (m.var_in_NxL + m.var_out_NxL), noise
+
+
+def _dprime2(half_a, half_b) -> tuple[np.ndarray, np.ndarray]:
+    """Unbiased per-sample sum_l d^2 / v from two independent halves, and its noise variance."""
+    (d_a, v_a, n_a), (d_b, v_b, n_b) = half_a, half_b
+    v = 0.5 * (v_a + v_b)
+    estimate_N = (d_a * d_b / v).sum(1)
+    noise_N = np.maximum((d_a**2 * n_b + d_b**2 * n_a - n_a * n_b) / v**2, 0.0).sum(1)
+    return estimate_N, noise_N
+
+
+def _shrink(estimate_N: np.ndarray, noise_N: np.ndarray) -> np.ndarray:
+    """Normal-prior posterior means of the true values (under-dispersed: lowers the tails)."""
+    mu = estimate_N.mean()
+    tau2 = max(float(estimate_N.var() - noise_N.mean()), 0.0)
+    return np.maximum(mu + tau2 / (tau2 + noise_N + 1e-300) * (estimate_N - mu), 0.0)
 
 
 def per_token_ceiling(
@@ -244,10 +261,17 @@ def per_token_ceiling(
     included. Both are estimated without the upward bias of squared noisy
     shifts: the models are split into two halves of whole complementary
     pairs, and d^2 is the product of the two halves' independent estimates.
-    ``population_tpr`` turns the per-sample d' into the TPR of the best test
-    at each FPR. This is a ceiling for both (exact parameters, no estimation
-    noise), so its ratio bounds the gain any per-token weighting can give
-    over LiRA on the mean when positions are independent.
+    ``population_tpr`` turns the per-sample d'^2 into the TPR of the best
+    test at each FPR. Exact parameters and no estimation noise make it a
+    ceiling for both, so the ratio bounds what any per-token weighting can
+    add over LiRA on the mean when positions are independent.
+
+    The per-sample estimates are noisy (L noisy terms for the per-token d'^2,
+    one for the mean's), and noise spreads them, which raises the TPR at low
+    FPR. So each TPR is given twice: from the raw estimates (``mean``,
+    ``per_token``: too high where the noise is large) and from their
+    normal-prior posterior means (``*_shrunk``: too low, under-dispersed).
+    Where the two agree, the noise does not matter.
     """
     try:
         pairs_Px2 = membership.complementary_pairs(keep_SxN)
@@ -257,17 +281,24 @@ def per_token_ceiling(
         return {"skipped": f"needs at least 4 complementary pairs; got {len(pairs_Px2)}"}
     halves = (pairs_Px2[0::2].ravel(), pairs_Px2[1::2].ravel())
     x = np.asarray(stats_SxNxL, np.float64)
-    (d_a, v_a), (d_b, v_b) = (_half_shifts(x[h], keep_SxN[h]) for h in halves)
     sum_x = x.sum(-1, keepdims=True)
-    (m_a, w_a), (m_b, w_b) = (_half_shifts(sum_x[h], keep_SxN[h]) for h in halves)
-    d2 = {
-        "per_token": np.maximum((d_a * d_b / (0.5 * (v_a + v_b))).sum(1), 0.0),
-        "mean": np.maximum((m_a * m_b / (0.5 * (w_a + w_b)))[:, 0], 0.0),
+    estimates = {
+        "per_token": _dprime2(*(_half_shifts(x[h], keep_SxN[h]) for h in halves)),
+        "mean": _dprime2(*(_half_shifts(sum_x[h], keep_SxN[h]) for h in halves)),
     }
-    report = {f"median_dprime_{k}": float(np.sqrt(np.median(v))) for k, v in d2.items()}
+    d2 = {}
+    for name, (estimate_N, noise_N) in estimates.items():
+        d2[name] = np.maximum(estimate_N, 0.0)
+        d2[f"{name}_shrunk"] = _shrink(estimate_N, noise_N)
+    report = {
+        f"median_dprime_{k}": float(np.sqrt(max(np.median(estimates[k][0]), 0.0)))
+        for k in estimates
+    }
     for fpr in fprs:
         tpr = {k: population_tpr(v, fpr) for k, v in d2.items()}
-        tpr["ratio"] = tpr["per_token"] / tpr["mean"] if tpr["mean"] > 0 else float("inf")
+        for suffix in ("", "_shrunk"):
+            mean = tpr[f"mean{suffix}"]
+            tpr[f"ratio{suffix}"] = tpr[f"per_token{suffix}"] / mean if mean > 0 else float("inf")
         report[f"tpr_at_{fpr:g}"] = tpr
     return report
 

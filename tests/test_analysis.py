@@ -63,29 +63,46 @@ def test_population_tpr_matches_the_closed_form_for_equal_shifts():
     assert abs(analysis.population_tpr(d2, 1e-3) - 0.5 * norm.sf(norm.isf(2e-3) - 10.0)) < 1e-9
 
 
-def _ceiling_case(drop_NxL, seed=0):
+def _planted(drop_NxL, num_models=64, seed=0):
+    """Statistics of S models with ``drop_NxL`` planted on members, and the membership."""
     rng = np.random.default_rng(seed)
-    keep = membership.make_membership(64, drop_NxL.shape[0], seed=seed)
-    x = gaussian_stats(rng, 64, *drop_NxL.shape, rho=0.0, drop_NxL=drop_NxL, keep_SxN=keep)
-    return analysis.per_token_ceiling(x, keep, fprs=(1e-2,))
+    keep = membership.make_membership(num_models, drop_NxL.shape[0], seed=seed)
+    x = gaussian_stats(rng, num_models, *drop_NxL.shape, rho=0.0, drop_NxL=drop_NxL, keep_SxN=keep)
+    return x, keep
 
 
-def test_ceiling_is_one_for_equal_shifts_and_recovers_sparse_ones():
-    rng = np.random.default_rng(3)
-    even = _ceiling_case(np.full((2000, 16), 0.3))
-    assert abs(even["tpr_at_0.01"]["ratio"] - 1.0) < 0.1
-    assert abs(even["median_dprime_mean"] - 1.2) < 0.1  # sqrt(16) * 0.3 with unit variance
+def _ceiling_case(drop_NxL, num_models=64, fpr=1e-2, seed=0):
+    """The ceiling report on planted per-token shifts, and the true TPRs at ``fpr``."""
+    report = analysis.per_token_ceiling(*_planted(drop_NxL, num_models, seed), fprs=(fpr,))
+    true_d2 = {"per_token": (drop_NxL**2).sum(1), "mean": drop_NxL.sum(1) ** 2 / drop_NxL.shape[1]}
+    true_tpr = {k: analysis.population_tpr(d2, fpr) for k, d2 in true_d2.items()}
+    return report, true_tpr, true_d2
+
+
+def test_ceiling_is_one_for_equal_shifts():
+    report, _, _ = _ceiling_case(np.full((2000, 16), 0.3))
+    got = report["tpr_at_0.01"]
+    assert abs(got["ratio"] - 1.0) < 0.1 and abs(got["ratio_shrunk"] - 1.0) < 0.1
+    assert abs(report["median_dprime_mean"] - 1.2) < 0.1  # sqrt(16) * 0.3, unit variance
+
+
+def test_ceiling_recovers_sparse_shifts():
     # A quarter of the tokens carry the whole shift: the per-token test gains 2x in d'.
-    sparse_NxL = np.where(rng.random((2000, 16)) < 0.25, 0.6, 0.0)
-    got = _ceiling_case(sparse_NxL)
-    true_d2 = {
-        "per_token": (sparse_NxL**2).sum(1),
-        "mean": sparse_NxL.sum(1) ** 2 / 16,
-    }
+    sparse_NxL = np.where(np.random.default_rng(3).random((2000, 16)) < 0.25, 0.6, 0.0)
+    report, true_tpr, true_d2 = _ceiling_case(sparse_NxL)
+    got = report["tpr_at_0.01"]
     for k, d2 in true_d2.items():
-        assert abs(got[f"median_dprime_{k}"] - np.sqrt(np.median(d2))) < 0.15
-    want_ratio = analysis.population_tpr(true_d2["per_token"], 1e-2) / analysis.population_tpr(
-        true_d2["mean"], 1e-2
-    )
-    assert want_ratio > 2.0
-    assert abs(got["tpr_at_0.01"]["ratio"] - want_ratio) < 0.25 * want_ratio
+        assert abs(report[f"median_dprime_{k}"] - np.sqrt(np.median(d2))) < 0.15
+    want = true_tpr["per_token"] / true_tpr["mean"]
+    assert want > 2.0
+    assert abs(got["ratio"] - want) < 0.1 * want
+    assert abs(got["ratio_shrunk"] - want) < 0.25 * want
+
+
+def test_ceiling_noise_inflates_the_raw_tails_and_shrinkage_removes_it():
+    # 16 models, weak sparse shifts: each sample's per-token d'^2 sums 64 noisy terms.
+    sparse_NxL = np.where(np.random.default_rng(1).random((1000, 64)) < 0.1, 0.5, 0.0)
+    report, true_tpr, _ = _ceiling_case(sparse_NxL, num_models=16, fpr=1e-3, seed=1)
+    got = report["tpr_at_0.001"]
+    assert got["per_token"] > 2.0 * true_tpr["per_token"]  # the raw tails are noise
+    assert abs(got["per_token_shrunk"] - true_tpr["per_token"]) < 0.5 * true_tpr["per_token"]
