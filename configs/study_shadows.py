@@ -9,16 +9,25 @@ only compares fixed attacks, it selects nothing.
     python -m experiments.sweep --config=configs/study_shadows.py:gpu --workdir=runs/study_shadows_gpu
 
 Arguments: "" (2 CPU cores: S=32, about 10 minutes), "gpu" (one H100: S=128),
-"many" (2 CPU cores: S=256 one-layer GPTs on 32-byte windows, about 15 minutes).
+"many" (2 CPU cores: S=256 one-layer GPTs on 32-byte windows, about 15 minutes),
+"weak" (2 CPU cores: S=256 of the default GPTs trained 5 epochs, the weakly
+memorizing regime where the per-token ceiling is highest; validation targets
+0-7 and held-out targets 8-15 at each K; about 25 minutes).
 """
 
 import ml_collections
 
-from configs import kjv_gpt
+from configs import kjv_gpt, study_canaries
 
 ATTACKS = (
     "lira;lira:variance=fixed;seq:cov=diag;seq:cov=pooled;seq:cov=hetero;"
     "seq:cov=pooled,statistic=loss;refcal;rmia"
+)
+
+WEAK_ATTACKS = (
+    "lira;lira:variance=fixed;lira:statistic=loss;lira:statistic=loss,variance=fixed;"
+    "seq:cov=diag;seq:cov=diag,statistic=loss;seq:cov=pooled;seq:cov=hetero;"
+    "profile:variance=fixed;profile:statistic=loss,variance=fixed;refcal;rmia"
 )
 
 
@@ -47,13 +56,25 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         cfg.train.log_every = 40
         cfg.train.checkpoint_every = 80
         cfg.attack.attacks = ATTACKS + ";profile;profile:variance=fixed"
+    elif arg == "weak":
+        cfg.num_shadow_models = 256
+        cfg.data.num_samples = 1000
+        cfg.train.epochs = 5
+        cfg.train.log_every = 40
+        cfg.train.checkpoint_every = 80
+        cfg.attack.attacks = WEAK_ATTACKS
     elif arg:
-        raise ValueError(f"unknown config argument {arg!r}; use '', 'gpu' or 'many'")
+        raise ValueError(f"unknown config argument {arg!r}; use '', 'gpu', 'many' or 'weak'")
     return cfg
 
 
 def get_sweep(arg: str = "") -> list[dict]:
     num_models = get_config(arg).num_shadow_models
-    grid = {"gpu": (4, 16, 64), "many": (4, 16, 64, 128)}.get(arg, (4, 8, 16))
-    counts = [k for k in grid if k <= num_models - 2]
-    return [{"attack.num_shadows": k} for k in counts + [num_models - 2]]
+    grid = {"gpu": (4, 16, 64), "many": (4, 16, 64, 128), "weak": (16, 64, 128)}.get(
+        arg, (4, 8, 16)
+    )
+    counts = [k for k in grid if k <= num_models - 2] + [num_models - 2]
+    if arg == "weak":
+        halves = (study_canaries.VALIDATION, study_canaries.HELD_OUT)
+        return [{"attack.num_shadows": k, "attack.targets": t} for k in counts for t in halves]
+    return [{"attack.num_shadows": k} for k in counts]
