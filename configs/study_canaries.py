@@ -23,7 +23,8 @@ from configs import kjv_gpt
 ATTACKS = (
     "lira;lira:variance=fixed;lira:statistic=loss;seq:cov=diag;seq:cov=pooled;seq:cov=hetero;"
     "seq:mode=gls;seq:cov=copula,marginal=empirical;profile;profile:variance=fixed;"
-    "profile:statistic=loss;loss;mink;refcal;rmia"
+    "profile:statistic=loss;profile:variance=fixed,by=token;"
+    "profile:variance=fixed,by=difficulty+token;loss;mink;refcal;rmia"
 )
 VALIDATION, HELD_OUT = "0:8", "8:16"
 

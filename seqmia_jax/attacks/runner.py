@@ -30,7 +30,7 @@ from seqmia_jax.attacks.inputs import (  # noqa: F401  (re-exported)
     resolve_targets,
     subsample_models,
 )
-from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, parse_spec, safe_name
+from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, parse_spec, safe_name, split_specs
 from seqmia_jax.evaluation.metrics import DEFAULT_FPRS, evaluate
 from seqmia_jax.workdir import json_ready
 
@@ -62,7 +62,7 @@ def _supports_evidence(fn) -> bool:
 
 def score_attacks(
     inputs: AttackInputs,
-    attacks: Sequence[str] | None,
+    attacks: Sequence[str] | str | None,
     targets: Sequence[int] | int | None = None,
     *,
     bootstrap: int = 200,
@@ -71,7 +71,8 @@ def score_attacks(
 ) -> tuple[dict, dict[str, np.ndarray], np.ndarray | None]:
     """Run and evaluate attacks in memory (no files).
 
-    ``attacks=None`` runs ``DEFAULT_ATTACKS`` and skips, with a logged note,
+    ``attacks`` is a list of specs or one ";"-separated string. ``attacks=None``
+    runs ``DEFAULT_ATTACKS`` and skips, with a logged note,
     those that are not registered or whose inputs are absent; named attacks
     fail instead.
 
@@ -80,6 +81,8 @@ def score_attacks(
       spec -> scores T x N, and the evidence T x N x L of ``evidence_attack``.
     """
     explicit = attacks is not None
+    if isinstance(attacks, str):  # "lira;profile" as on the command line
+        attacks = split_specs(attacks)
     specs = list(attacks) if explicit else list(DEFAULT_ATTACKS)
     if len(set(specs)) != len(specs):
         raise AttackInputError(f"attack specs repeat: {specs}")
