@@ -8,12 +8,13 @@ memorize. If memorization concentrates on a few positions of the repeated
 samples, a per-token attack should gain over the mean loss there.
 
 Each d trains its own ensemble (d = 1 is the canary study's k = 8 ensemble).
-Targets 0-7 are the validation half, 8-15 the held-out half.
+Targets 0-7 are the validation half, 8-15 the held-out half. d = 4 already
+brings the train/test gap to 9.7%, the edge of an auditor's typical range.
 
     python -m experiments.sweep --config=configs/study_duplicates.py --workdir=runs/study_duplicates
 
-Argument: "" (2 CPU cores: S=32, N=1000, L=64; about 6, 8 and 15 minutes for
-d = 1, 4, 16).
+Argument: "" (2 CPU cores: S=32, N=1000, L=64; about 6 and 14 minutes for
+d = 1 and 4).
 """
 
 import ml_collections
@@ -21,7 +22,7 @@ import ml_collections
 from configs import study_canaries
 
 DUPLICATED = 100
-COPIES = (1, 4, 16)
+COPIES = (1, 4)
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
