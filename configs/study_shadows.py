@@ -27,7 +27,7 @@ ATTACKS = (
 WEAK_ATTACKS = (
     "lira;lira:variance=fixed;lira:statistic=loss;lira:statistic=loss,variance=fixed;"
     "seq:cov=diag;seq:cov=diag,statistic=loss;seq:cov=pooled;seq:cov=hetero;"
-    "profile:variance=fixed;profile:statistic=loss,variance=fixed;"
+    "profile;profile:statistic=loss;profile:variance=fixed;profile:statistic=loss,variance=fixed;"
     "profile:variance=fixed,by=difficulty+token;refcal;rmia"
 )
 
