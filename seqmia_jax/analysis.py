@@ -20,8 +20,8 @@ target's fit:
   sequence mean; an "all or nothing" membership effect makes IN a mixture.
 - ``ceiling``: the best TPR at low FPR that a per-token weighting with known
   parameters could reach, against the same for the sequence mean
-  (``per_token_ceiling``): an upper bound on what sequence-awareness can add
-  when positions are independent, measured before any attack is fitted.
+  (``per_token_ceiling``): how much sequence-awareness could add under a
+  Gaussian model with independent positions, before any attack is fitted.
 - ``cross_sample``: for text, how much of a sample's OUT variance is explained
   by how many of its n-grams a shadow saw in *other* IN samples.
 """
@@ -262,16 +262,16 @@ def per_token_ceiling(
     shifts: the models are split into two halves of whole complementary
     pairs, and d^2 is the product of the two halves' independent estimates.
     ``population_tpr`` turns the per-sample d'^2 into the TPR of the best
-    test at each FPR. Exact parameters and no estimation noise make it a
-    ceiling for both, so the ratio bounds what any per-token weighting can
-    add over LiRA on the mean when positions are independent.
+    test at each FPR. Exact parameters make it a ceiling for both under that
+    model, and the ratio says how much any per-token weighting could add
+    over LiRA on the mean (a model, not a hard bound: real tails differ).
 
     The per-sample estimates are noisy (L noisy terms for the per-token d'^2,
     one for the mean's), and noise spreads them, which raises the TPR at low
     FPR. So each TPR is given twice: from the raw estimates (``mean``,
-    ``per_token``: too high where the noise is large) and from their
-    normal-prior posterior means (``*_shrunk``: too low, under-dispersed).
-    Where the two agree, the noise does not matter.
+    ``per_token``) and from their normal-prior posterior means
+    (``*_shrunk``: under-dispersed). Where memorization is weak both stay
+    too high with few models; use 64 or more there (docs/study.md, H13).
     """
     try:
         pairs_Px2 = membership.complementary_pairs(keep_SxN)
