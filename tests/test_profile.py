@@ -32,10 +32,11 @@ def _auc(inputs, **options):
     return roc_auc_score(y, ATTACKS.get("profile")(inputs, targets, **options).scores_TxN.ravel())
 
 
-def _naive_weights(x_SxNxL, keep_SxN, mask_NxL, t, bins, token_NxL=None):
+def _naive_weights(x_SxNxL, keep_SxN, mask_NxL, t, bins, token_NxL=None, by_position=False):
     """Per-token moments by explicit loops over the other models, then per-bin means.
 
-    With token_NxL, a token's bin is its difficulty bin * 256 + its token id.
+    With token_NxL, a token's bin is its difficulty bin * 256 + its token id;
+    with position, that bin * L + its position.
     """
     num_models, num_samples, length = x_SxNxL.shape
     others = [s for s in range(num_models) if s != t]
@@ -55,6 +56,8 @@ def _naive_weights(x_SxNxL, keep_SxN, mask_NxL, t, bins, token_NxL=None):
     bin_of = np.searchsorted(edges, feature, side="right")
     if token_NxL is not None:
         bin_of = 256 * bin_of + token_NxL
+    if by_position:
+        bin_of = length * bin_of + np.arange(length)
     weights = np.zeros((num_samples, length))
     for g in np.unique(bin_of[mask_NxL]):
         members = mask_NxL & (bin_of == g)
@@ -74,6 +77,9 @@ def _naive_weights(x_SxNxL, keep_SxN, mask_NxL, t, bins, token_NxL=None):
         {"by": "token"},
         {"by": "token", "mode": "offline"},
         {"by": "difficulty+token", "bins": 3},
+        {"by": "position"},
+        {"by": "difficulty+position", "bins": 2},
+        {"by": "difficulty+token+position", "bins": 2},
     ],
 )
 def test_profile_is_lira_on_the_naively_weighted_mean(masked, options):
@@ -84,11 +90,12 @@ def test_profile_is_lira_on_the_naively_weighted_mean(masked, options):
     mask = np.ones(x.shape[1:], bool) if inputs.mask_NxL is None else inputs.mask_NxL
     bins = options.get("bins", 16) if "difficulty" in by else 1
     token = np.array([list(row) for row in inputs.text]) if "token" in by else None
+    position = "position" in by
     targets = np.array([0, 3, 7])
     got = ATTACKS.get("profile")(inputs, targets, **options).scores_TxN
     lira_options = {k: v for k, v in options.items() if k not in ("bins", "by", "statistic")}
     for row, t in enumerate(targets):
-        weights = _naive_weights(x, inputs.keep_SxN, mask, t, bins, token)
+        weights = _naive_weights(x, inputs.keep_SxN, mask, t, bins, token, position)
         a_SxNx1 = (x * weights).sum(-1, keepdims=True) / x.shape[2]
         projected = AttackInputs(stats={"logit": a_SxNx1}, keep_SxN=inputs.keep_SxN)
         want = ATTACKS.get("lira")(projected, np.array([t]), **lira_options).scores_TxN[0]
@@ -185,7 +192,7 @@ def test_bad_options_and_too_few_shadows():
 def test_by_token_needs_one_byte_per_position():
     inputs = _inputs(3)
     with pytest.raises(AttackInputError, match="option by="):
-        ATTACKS.get("profile")(inputs, np.array([0]), by="position")
+        ATTACKS.get("profile")(inputs, np.array([0]), by="position+token")
     for text in (None, [row[:-1] for row in inputs.text]):
         bad = dataclasses.replace(inputs, text=text)
         for by in ("token", "difficulty+token"):

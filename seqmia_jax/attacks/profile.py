@@ -13,7 +13,10 @@ are taken to depend only on a feature of the token, its bin g(n, l). Option
   quantile bins of the statistic's mean over the shadows;
 - ``token``: the token id, byte l of sample n's raw text (``inputs.text``;
   position l holds the statistic of predicting token l), one bin per byte value;
-- ``difficulty+token``: both, bin = difficulty bin * 256 + token id.
+- ``position``: the position l, one bin per position;
+- combinations joined by ``+`` in that order (``difficulty+token``,
+  ``difficulty+position``, ...): the product of their bins, e.g.
+  bin = difficulty bin * 256 + token id.
 
 Under
 
@@ -47,10 +50,16 @@ from seqmia_jax.attacks.base import ATTACKS, AttackInputError, AttackInputs, Att
 _TOKEN_IDS = 256  # one bin per byte value
 _DIAGNOSTIC_BINS = 64  # beyond this many bins, only nonempty bins are reported
 
+_FEATURES = ("difficulty", "token", "position")
+_BY = tuple(
+    "+".join(f for i, f in enumerate(_FEATURES) if mask >> i & 1)
+    for mask in range(1, 2 ** len(_FEATURES))
+)
+
 _SPEC = {
     "statistic": ("logit", lira.STATISTICS),
     "bins": (16, lambda v: isinstance(v, int) and v >= 1),
-    "by": ("difficulty", ("difficulty", "token", "difficulty+token")),
+    "by": ("difficulty", _BY),
     "mode": ("online", ("online", "offline")),
     "variance": ("per_sample", ("per_sample", "fixed")),
     "offline_test": ("one_sided", ("one_sided", "two_sided")),
@@ -78,15 +87,19 @@ def _weights(bins, by, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL):
     (total_in, mean_in, var_in), (total_out, mean_out, var_out) = moments
     num_others_N = counts[0] + counts[1] - 1
     feature_NxL = (total_in + total_out) / num_others_N[:, None]
-    profile, bin_NxL, num_bins = {}, 0, 1
-    if "difficulty" in by:
+    features, profile, bin_NxL, num_bins = by.split("+"), {}, 0, 1
+    if "difficulty" in features:
         quantiles = jnp.linspace(0.0, 1.0, bins + 1)[1:-1]
         edges = jnp.nanquantile(jnp.where(mask_NxL, feature_NxL, jnp.nan), quantiles)
         bin_NxL = jnp.searchsorted(edges, feature_NxL, side="right")
         profile["edges"], num_bins = edges, bins
-    if "token" in by:
+    if "token" in features:
         bin_NxL = bin_NxL * _TOKEN_IDS + token_NxL
         num_bins *= _TOKEN_IDS
+    if "position" in features:
+        length = feature_NxL.shape[1]
+        bin_NxL = jnp.broadcast_to(bin_NxL * length + jnp.arange(length), feature_NxL.shape)
+        num_bins *= length
     present = mask_NxL.astype(feature_NxL.dtype)
     size_G = jnp.bincount(bin_NxL.ravel(), present.ravel(), length=num_bins)
     shift_G = jnp.bincount(
@@ -142,7 +155,9 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOut
     )
     counts = (keep_SxN.sum(0), (~keep_SxN).sum(0))
     token_NxL = (
-        None if opt["by"] == "difficulty" else _token_ids(inputs, opt["by"], num_samples, length)
+        _token_ids(inputs, opt["by"], num_samples, length)
+        if "token" in opt["by"].split("+")
+        else None
     )
     targets_T = np.asarray(targets_T, dtype=np.int64)
     for t in targets_T:
