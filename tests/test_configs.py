@@ -20,7 +20,7 @@ CONFIGS = sorted(
 ARGS = {
     "kjv_gpt": ("tiny", "gpu"),
     "digits_pixel": ("tiny", "gpu"),
-    "study_shadows": ("gpu", "many"),
+    "study_shadows": ("gpu", "many", "weak"),
     "study_canaries": ("gpu",),
     "study_pixels": ("s32",),
 }
