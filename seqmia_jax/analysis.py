@@ -271,7 +271,7 @@ def per_token_ceiling(
     FPR. So each TPR is given twice: from the raw estimates (``mean``,
     ``per_token``) and from their normal-prior posterior means
     (``*_shrunk``: under-dispersed). Where memorization is weak both stay
-    too high with few models; use 64 or more there (docs/study.md, H13).
+    too high with few models; use 128 or more there (docs/study.md, H13).
     """
     try:
         pairs_Px2 = membership.complementary_pairs(keep_SxN)
