@@ -32,6 +32,14 @@ def setting(cfg: dict) -> str:
     return ", ".join(parts)
 
 
+def ceiling_cells(tpr: dict) -> list[str]:
+    """Markdown cells "raw / shrunk" for the mean, the per-token test and their ratio."""
+    return [
+        f"{tpr[k]:{fmt}} / {tpr[k + '_shrunk']:{fmt}}"
+        for k, fmt in (("mean", ".3f"), ("per_token", ".3f"), ("ratio", ".2f"))
+    ]
+
+
 def main(paths: list[str]) -> None:
     print("| ensemble | gap | statistic | mean (raw / shrunk) | per-token | ratio |")
     print("|---|---|---|---|---|---|")
@@ -48,11 +56,7 @@ def main(paths: list[str]) -> None:
             if "skipped" in ceiling:
                 print(f"| {setting(cfg)} | {gap:.1f}% | {stat} | {ceiling['skipped']} | | |")
                 continue
-            tpr = ceiling["tpr_at_0.001"]
-            cells = [
-                f"{tpr[k]:{fmt}} / {tpr[k + '_shrunk']:{fmt}}"
-                for k, fmt in (("mean", ".3f"), ("per_token", ".3f"), ("ratio", ".2f"))
-            ]
+            cells = ceiling_cells(ceiling["tpr_at_0.001"])
             print(f"| {setting(cfg)} | {gap:.1f}% | {stat} | {' | '.join(cells)} |", flush=True)
 
 

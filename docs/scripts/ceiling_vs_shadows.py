@@ -10,6 +10,7 @@ models are noisy, and the noise raises the tails, the per-token one most.
 import sys
 
 import numpy as np
+from ceiling_table import ceiling_cells  # the sibling script (this directory is on sys.path)
 
 from seqmia_jax import analysis, membership
 
@@ -23,12 +24,8 @@ def main(workdir: str, stat: str) -> None:
     print("|---|---|---|---|")
     for k in counts:
         chosen = pairs[: k // 2].ravel()
-        tpr = analysis.per_token_ceiling(np.asarray(x[chosen]), keep[chosen], fprs=(1e-3,))
-        tpr = tpr["tpr_at_0.001"]
-        cells = [
-            f"{tpr[name]:{fmt}} / {tpr[name + '_shrunk']:{fmt}}"
-            for name, fmt in (("mean", ".3f"), ("per_token", ".3f"), ("ratio", ".2f"))
-        ]
+        ceiling = analysis.per_token_ceiling(np.asarray(x[chosen]), keep[chosen], fprs=(1e-3,))
+        cells = ceiling_cells(ceiling["tpr_at_0.001"])
         print(f"| {k} | {' | '.join(cells)} |", flush=True)
 
 
