@@ -9,9 +9,12 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
-from seqmia_jax import benchmark, launch
+from seqmia_jax import launch
 from seqmia_jax.attacks.specs import split_specs
 from seqmia_jax.config import from_config_dict
+from seqmia_jax.perf import benchmark
+from seqmia_jax.perf.table import format_table
+from seqmia_jax.workdir import json_ready
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and few steps (CI smoke run).")
@@ -61,10 +64,10 @@ def main(argv):
         else:
             settings = benchmark.BenchmarkSettings(**overrides)
         result = benchmark.run_benchmark(cfg, settings)
-        print(benchmark.format_table(result))
+        print(format_table(result))
         if _OUT.value:
             with open(_OUT.value, "w") as f:
-                json.dump(benchmark.json_ready(result), f, indent=2)
+                json.dump(json_ready(result), f, indent=2)
 
     launch.run_cleanly(run)
 

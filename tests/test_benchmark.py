@@ -9,8 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from seqmia_jax import benchmark
 from seqmia_jax.config import ConfigError
+from seqmia_jax.perf import benchmark
+from seqmia_jax.perf.devices import device_peak_flops
+from seqmia_jax.perf.ensemble_timing import parse_strategy
+from seqmia_jax.perf.table import format_table
+from seqmia_jax.workdir import json_ready
 from tests.helpers import tiny_config
 
 
@@ -72,26 +76,26 @@ def test_auto_scoring_attacks_and_memory_fields(result):
 
 
 def test_json_round_trip_and_table(result):
-    text = json.dumps(benchmark.json_ready(result), allow_nan=False)
+    text = json.dumps(json_ready(result), allow_nan=False)
     assert json.loads(text)["training"]["vmap"]["strategy"] == "vmap"
-    table = benchmark.format_table(result)
+    table = format_table(result)
     for label in ("vmap", "map:2", "loop", "score", "attacks"):
         assert f"| {label}" in table or f"| train | {label}" in table
 
 
 def test_peak_table_and_strategy_labels():
-    peak, _ = benchmark.device_peak_flops("NVIDIA H100 80GB HBM3", "bfloat16")
+    peak, _ = device_peak_flops("NVIDIA H100 80GB HBM3", "bfloat16")
     assert peak == 989e12
-    assert benchmark.device_peak_flops("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12
-    assert benchmark.device_peak_flops("NVIDIA H100 80GB HBM3", "float32")[0] == 494.5e12
-    assert benchmark.device_peak_flops("TPU v5 lite", "bfloat16")[0] == 197e12
-    assert benchmark.device_peak_flops("cpu", "float32")[0] is None
-    assert benchmark.device_peak_flops("cpu", "float32", 2.0)[0] == 2e12
-    assert benchmark.parse_strategy("map:4") == ("map", 4)
-    assert benchmark.parse_strategy("map:1") == ("map", 0)
+    assert device_peak_flops("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12
+    assert device_peak_flops("NVIDIA H100 80GB HBM3", "float32")[0] == 494.5e12
+    assert device_peak_flops("TPU v5 lite", "bfloat16")[0] == 197e12
+    assert device_peak_flops("cpu", "float32")[0] is None
+    assert device_peak_flops("cpu", "float32", 2.0)[0] == 2e12
+    assert parse_strategy("map:4") == ("map", 4)
+    assert parse_strategy("map:1") == ("map", 0)
     for bad in ("scan", "vmap:2", "map:x", "map:-1"):
         with pytest.raises(ConfigError):
-            benchmark.parse_strategy(bad)
+            parse_strategy(bad)
 
 
 def test_profile_of_the_first_strategy_totals_its_kernels(result):
@@ -100,4 +104,4 @@ def test_profile_of_the_first_strategy_totals_its_kernels(result):
     assert _positive(prof["kernel_seconds"]) and _positive(prof["wall_seconds"])
     assert np.isclose(sum(prof["categories"].values()), prof["kernel_seconds"])
     assert "matmul" in prof["categories"]  # the dots of the model are found and classified
-    assert "Profile of one" in benchmark.format_table(result)
+    assert "Profile of one" in format_table(result)

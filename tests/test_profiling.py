@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from seqmia_jax import profiling
+from seqmia_jax.perf import profiling
 
 
 def _write_trace(path, events):

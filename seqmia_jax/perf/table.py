@@ -1,6 +1,6 @@
 """The benchmark's result as one markdown table (and the kernel profile, when taken)."""
 
-from seqmia_jax import profiling
+from seqmia_jax.perf import profiling
 
 
 def _num(value: float | None, fmt: str) -> str:
