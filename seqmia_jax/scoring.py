@@ -25,11 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
-from jax.sharding import PartitionSpec
 
 from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset
-from seqmia_jax.ensemble import sharding
+from seqmia_jax.ensemble import lift, sharding
 from seqmia_jax.ensemble.train import load_params, resolve_strategy
 from seqmia_jax.workdir import Workdir, WorkdirError, read_json, write_json
 
@@ -57,20 +56,12 @@ def token_statistics(logits_BxLxV: jax.Array, tokens_BxL: jax.Array) -> dict[str
 
 
 def make_scorer(graphdef: nnx.GraphDef, mesh, strategy: str):
-    """Returns jitted ``score(params_S, tokens_BxL) -> {name: S x B x L}``, sharded over S."""
+    """Returns ``score(params_S, tokens_BxL) -> {name: S x B x L}`` for all S models."""
 
     def one_model(params, tokens_BxL):
         return token_statistics(nnx.merge(graphdef, params)(tokens_BxL), tokens_BxL)
 
-    def local(params, tokens_BxL):
-        if strategy == "vmap":
-            return jax.vmap(one_model, in_axes=(0, None))(params, tokens_BxL)
-        return jax.lax.map(lambda p: one_model(p, tokens_BxL), params)
-
-    shadow = PartitionSpec(sharding.SHADOW_AXIS)
-    return jax.jit(
-        jax.shard_map(local, mesh=mesh, in_specs=(shadow, PartitionSpec()), out_specs=shadow)
-    )
+    return lift.over_models(one_model, mesh, strategy, in_axes=(0, None))
 
 
 def _open_stats(stats_dir: Path, shape: tuple[int, int, int], fresh: bool) -> dict[str, np.memmap]:

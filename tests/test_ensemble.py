@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqmia_jax import membership
+from seqmia_jax import membership, models
 from seqmia_jax.data import load_dataset
 from seqmia_jax.ensemble import sharding, steps
 from seqmia_jax.ensemble.train import (
@@ -15,6 +15,7 @@ from seqmia_jax.ensemble.train import (
     _check_finite,
     init_ensemble,
     load_params,
+    model_keys,
     train,
 )
 from tests.helpers import tiny_config
@@ -33,6 +34,29 @@ def _setup(cfg, num_devices=1):
     mesh = sharding.make_mesh(cfg.num_shadow_models, jax.devices()[:num_devices])
     graphdef, state = init_ensemble(cfg, dataset, mesh, tx)
     return dataset, in_idx, sched, tx, mesh, graphdef, state
+
+
+def test_ensemble_init_gives_distinct_models_each_equal_to_its_single_init():
+    cfg = tiny_config()
+    dataset, _, _, _, _, graphdef, state = _setup(cfg, num_devices=2)
+    init_keys, _ = model_keys(cfg.seed, cfg.num_shadow_models)
+    tokens_BxL = jnp.asarray(dataset.tokens_NxL[:2])
+    logits_S = [
+        models.apply(graphdef, jax.tree.map(lambda x, s=s: x[s], state["params"]), tokens_BxL)
+        for s in range(2)
+    ]
+    for s in range(cfg.num_shadow_models):
+        # Model s of the lifted initializer equals the one-model initializer on its key.
+        _, params_one = models.init_params(
+            cfg.model,
+            jax.random.wrap_key_data(jnp.asarray(init_keys[s])),
+            vocab_size=dataset.vocab_size,
+            seq_len=dataset.tokens_NxL.shape[1],
+            image_shape=dataset.image_shape,
+        )
+        for stacked, one in zip(_leaves(state["params"]), _leaves(params_one)):
+            np.testing.assert_allclose(stacked[s], one, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(logits_S[0], logits_S[1])
 
 
 @pytest.mark.parametrize("strategy", ["vmap", "map"])

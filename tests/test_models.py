@@ -135,30 +135,6 @@ def test_remat_gives_same_gradients():
         np.testing.assert_allclose(plain, remat, rtol=1e-5, atol=1e-7)
 
 
-def test_vmapped_init_gives_distinct_models():
-    cfg = config("gpt")
-    keys_S = jax.random.split(jax.random.key(7), 3)
-    graphdef, params_S = models.init_params(cfg, keys_S, **SIZES)
-    assert all(leaf.shape[0] == 3 for leaf in jax.tree.leaves(params_S))
-    leaves_S = [np.asarray(leaf) for leaf in jax.tree.leaves(params_S)]
-
-    tokens_SxBxL = np.broadcast_to(np.asarray(random_tokens(8)), (3, 2, SEQ_LEN))
-    apply_S = jit(jax.vmap(models.apply, in_axes=(None, 0, 0)), static_argnums=0)
-    logits_SxBxLxV = np.asarray(apply_S(graphdef, params_S, tokens_SxBxL))
-    assert logits_SxBxLxV.shape == (3, 2, SEQ_LEN, VOCAB)
-    for s in range(3):
-        # Each vmapped model equals the same model initialised alone.
-        _, params_one = models.init_params(cfg, keys_S[s], **SIZES)
-        for stacked, one in zip(leaves_S, jax.tree.leaves(params_one)):
-            np.testing.assert_allclose(stacked[s], one, rtol=1e-6)
-        np.testing.assert_allclose(
-            logits_SxBxLxV[s], apply_jit(graphdef, params_one, tokens_SxBxL[s]), atol=1e-5
-        )
-    kernel_SxDxV = np.asarray(params_S["head"]["kernel"][...])
-    assert not np.allclose(kernel_SxDxV[0], kernel_SxDxV[1])
-    assert not np.allclose(logits_SxBxLxV[0], logits_SxBxLxV[1])
-
-
 def test_flop_count_matches_hand_count():
     cfg = ModelConfig(num_layers=2, embed_dim=8, num_heads=2, mlp_ratio=4)
     # Per layer: qkv 8*24 + out 8*8 + up 8*32 + down 32*8 = 768; head 8*10 = 80.

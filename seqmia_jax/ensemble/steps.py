@@ -1,4 +1,4 @@
-"""Pure training steps: one model's step, lifted to an ensemble of S models in one place.
+"""Pure training steps for one model, and the training chunk lifted to S models.
 
 Legend: S shadow models (S_loc: on this device), N audit samples, M = N/2
 samples per model, B batch per model, L positions, K steps per chunk.
@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh
 
 from seqmia_jax.config import TrainConfig
-from seqmia_jax.ensemble.sharding import SHADOW_AXIS
+from seqmia_jax.ensemble import lift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,52 +128,22 @@ def make_model_chunk(
 def lift_to_ensemble(
     model_chunk: Callable, mesh: Mesh, strategy: str, map_chunk: int = 0
 ) -> Callable:
-    """Lifts a single-model chunk to S models: the one place the S axis is added.
-
-    ``vmap`` batches all local models into one program (accelerators);
-    ``map`` runs them one after another, or ``map_chunk`` at a time, inside one
-    jitted program (``lax.map``), which is faster than vmap on a few CPU cores.
-    The S axis is split over the mesh with ``shard_map``, so each device
-    trains only its own models and no collective is needed.
+    """The training chunk for all S models (``lift.over_models``; strategies are described there).
 
     Returns ``ensemble(tokens_NxL, state_S, in_idx_SxM, step0) -> (state_S, losses_SxK)``,
-    jitted, with the state buffers donated.
+    with the state buffers donated.
     """
-
-    def local(tokens_NxL, state, in_idx_SxM, step0):
-        if strategy == "vmap":
-            return jax.vmap(model_chunk, in_axes=(None, 0, 0, None))(
-                tokens_NxL, state, in_idx_SxM, step0
-            )
-        if strategy == "map":
-            return jax.lax.map(
-                lambda xs: model_chunk(tokens_NxL, xs[0], xs[1], step0),
-                (state, in_idx_SxM),
-                batch_size=map_chunk if map_chunk > 1 else None,
-            )
-        raise ValueError(f"unknown ensemble strategy {strategy!r}")
-
-    shadow = PartitionSpec(SHADOW_AXIS)
-    sharded = jax.shard_map(
-        local,
-        mesh=mesh,
-        in_specs=(PartitionSpec(), shadow, shadow, PartitionSpec()),
-        out_specs=(shadow, shadow),
+    return lift.over_models(
+        model_chunk,
+        mesh,
+        strategy,
+        in_axes=(None, 0, 0, None),
+        map_chunk=map_chunk,
+        donate_argnums=(1,),
     )
-    return jax.jit(sharded, donate_argnums=(1,))
 
 
-def loop_over_models(model_chunk: Callable) -> Callable:
-    """The sequential baseline: the same jitted single-model chunk, called once per model."""
-    jitted = jax.jit(model_chunk, donate_argnums=(1,))
-
-    def run(tokens_NxL, state, in_idx_SxM, step0):
-        num_models = in_idx_SxM.shape[0]
-        outs = [
-            jitted(tokens_NxL, jax.tree.map(lambda x, s=s: x[s], state), in_idx_SxM[s], step0)
-            for s in range(num_models)
-        ]
-        states, losses = zip(*outs)
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *states), jnp.stack(losses)
-
-    return run
+def loop_over_models(model_chunk: Callable) -> Callable:  # TEMP: until perf/ is moved
+    return lift.over_models(
+        model_chunk, None, "loop", in_axes=(None, 0, 0, None), donate_argnums=(1,)
+    )

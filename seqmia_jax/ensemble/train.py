@@ -21,7 +21,7 @@ from flax import nnx
 from seqmia_jax import membership
 from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset, training_copies
-from seqmia_jax.ensemble import memory, sharding, steps
+from seqmia_jax.ensemble import lift, memory, sharding, steps
 from seqmia_jax.ensemble.checkpoint import EnsembleCheckpointer
 from seqmia_jax.models import build_model
 from seqmia_jax.workdir import Workdir, write_json
@@ -74,8 +74,8 @@ def init_ensemble(cfg: ExperimentConfig, dataset: Dataset, mesh, tx):
         _, params = nnx.split(build(nnx.Rngs(jax.random.wrap_key_data(init_key))))
         return {"params": params, "opt_state": tx.init(params), "key": data_key}
 
-    shadow = sharding.shadow_sharding(mesh)
-    init = jax.jit(jax.vmap(init_one), out_shardings=shadow)
+    # Initialization is cheap next to training: vmap it whatever the training strategy.
+    init = lift.over_models(init_one, mesh, "vmap", in_axes=(0, 0))
     state = init(*sharding.put_sharded((init_keys, data_keys), mesh))
     return graphdef, state
 
@@ -202,11 +202,7 @@ def train(
     def runner(num_steps):
         if num_steps not in runners:
             model_chunk = steps.make_model_chunk(graphdef, tx, sched, num_steps)
-            runners[num_steps] = (
-                steps.loop_over_models(model_chunk)
-                if strategy == "loop"
-                else steps.lift_to_ensemble(model_chunk, mesh, strategy, map_chunk)
-            )
+            runners[num_steps] = steps.lift_to_ensemble(model_chunk, mesh, strategy, map_chunk)
         return runners[num_steps]
 
     logging.info(

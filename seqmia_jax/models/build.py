@@ -4,9 +4,9 @@ Models are registered as builders ``(cfg, *, vocab_size, seq_len, image_shape, r
 -> nnx.Module``; adding a model is a new file with one ``@MODELS.register`` line
 plus an import in ``seqmia_jax/models/__init__.py``.
 
-Ensemble code works with ``(graphdef, params)`` pairs: ``init_params`` with a
-batch of S keys returns params whose leaves carry a leading S axis, and
-``apply`` is the pure function to jit/vmap over them.
+Everything here is for ONE model: ``init_params`` and ``apply`` work on
+``(graphdef, params)`` pairs, and the ensemble axis is added elsewhere, in one
+place (``seqmia_jax.ensemble.lift``).
 
 Shape legend: S shadow models, B batch, L positions, D width, V vocabulary.
 """
@@ -64,19 +64,15 @@ def _init_param_state(
     vocab_size: int,
     seq_len: int,
     image_shape: tuple[int, int, int] | None,
-    batched: bool,
 ) -> nnx.State:
-    def params_of(one_key: jax.Array) -> nnx.State:
-        model = build_model(
-            cfg,
-            vocab_size=vocab_size,
-            seq_len=seq_len,
-            image_shape=image_shape,
-            rngs=nnx.Rngs(params=one_key),
-        )
-        return nnx.state(model, nnx.Param)
-
-    return jax.vmap(params_of)(key) if batched else params_of(key)
+    model = build_model(
+        cfg,
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+        image_shape=image_shape,
+        rngs=nnx.Rngs(params=key),
+    )
+    return nnx.state(model, nnx.Param)
 
 
 @functools.cache
@@ -87,7 +83,7 @@ def _jitted_init(backend: str) -> Callable[..., nnx.State]:
     options = {"xla_backend_optimization_level": 0} if backend == "cpu" else None
     return jax.jit(
         _init_param_state,
-        static_argnames=("cfg", "vocab_size", "seq_len", "image_shape", "batched"),
+        static_argnames=("cfg", "vocab_size", "seq_len", "image_shape"),
         compiler_options=options,
     )
 
@@ -100,27 +96,20 @@ def init_params(
     seq_len: int,
     image_shape: tuple[int, int, int] | None = None,
 ) -> tuple[nnx.GraphDef, nnx.State]:
-    """Initialises one model, or S models if ``key`` is a batch of S keys.
+    """Initialises one model from one key: ``(graphdef, params)``.
 
-    Returns ``(graphdef, params)``; with S keys every params leaf has a leading S
-    axis (initialised under jax.vmap, so the S models differ, and model s equals
-    ``init_params(cfg, key[s])``). The graphdef comes from an abstract (shape-only)
-    build and is shared by all S. Initialisation is jitted: eager init compiles
-    every random op separately, which is slow on CPU.
+    The graphdef comes from an abstract (shape-only) build. Initialisation is
+    jitted: eager init compiles every random op separately, which is slow on CPU.
     """
     image_shape = None if image_shape is None else tuple(int(n) for n in image_shape)
     kwargs = {"vocab_size": vocab_size, "seq_len": seq_len, "image_shape": image_shape}
     abstract = nnx.eval_shape(lambda: build_model(cfg, **kwargs, rngs=nnx.Rngs(params=0)))
     graphdef, _ = nnx.split(abstract, nnx.Param)
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        batched = key.ndim == 1
-    else:  # raw uint32 keys: (2,) is one key, (S, 2) a batch
-        batched = key.ndim == 2
     # Params are float32 and drawn in the same order whatever the compute dtype,
     # remat or attention kernel, so one compiled initialiser serves every variant
     # (the abstract build above has checked the attention setting).
     param_cfg = dataclasses.replace(cfg, compute_dtype="float32", remat=False, attention="xla")
-    params = _jitted_init(jax.default_backend())(param_cfg, key, **kwargs, batched=batched)
+    params = _jitted_init(jax.default_backend())(param_cfg, key, **kwargs)
     return graphdef, params
 
 
