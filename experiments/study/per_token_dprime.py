@@ -15,7 +15,7 @@ signal each weighting keeps, before any LiRA calibration:
 - ``eb_token``: per-token normal-prior shrinkage (prior from the bin), over
   the mean of the token's and the bin's variance.
 
-    python docs/scripts/per_token_dprime.py runs/kjv_gpt logit [K]
+    python -m experiments.study.per_token_dprime runs/kjv_gpt logit [K]
 
 K keeps the first K/2 complementary pairs (default: all models).
 """
@@ -29,15 +29,16 @@ from seqmia_jax import membership
 BINS = 16
 
 
-def main(workdir: str, stat: str, num_models: int | None) -> None:
-    x_all = np.load(f"{workdir}/stats/{stat}.npy").astype(np.float64)
-    keep = np.load(f"{workdir}/membership.npy")
-    if num_models:
-        chosen = membership.complementary_pairs(keep)[: num_models // 2].ravel()
-        x_all, keep = x_all[chosen], keep[chosen]
+NAMES = ("mean", "profile", "raw", "raw_v", "eb", "eb_token")
+
+
+def projections(x_all: np.ndarray, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """Each weighting's projection of every target's centred statistic, S x N per name.
+
+    ``x_all`` is the statistic S x N x L (float64), ``keep`` the membership S x N.
+    """
     num_models, num_samples, _ = x_all.shape
-    names = ("mean", "profile", "raw", "raw_v", "eb", "eb_token")
-    proj = {k: np.zeros((num_models, num_samples)) for k in names}
+    proj = {k: np.zeros((num_models, num_samples)) for k in NAMES}
     for t in range(num_models):
         others = np.arange(num_models) != t
         x, on = x_all[others], keep[others][..., None]
@@ -71,18 +72,32 @@ def main(workdir: str, stat: str, num_models: int | None) -> None:
         centred = x_all[t] - level
         for k, w in weights.items():
             proj[k][t] = (w * centred).mean(1)
+    return proj
+
+
+def dprime(proj_SxN: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Per-sample d' of a projection: |IN mean - OUT mean| over the pooled std, over models."""
+    a, on = proj_SxN, keep
+    m_in, m_out = (a * on).sum(0) / on.sum(0), (a * ~on).sum(0) / (~on).sum(0)
+    var = 0.5 * (
+        ((a - m_in) ** 2 * on).sum(0) / (on.sum(0) - 1)
+        + ((a - m_out) ** 2 * ~on).sum(0) / ((~on).sum(0) - 1)
+    )
+    return np.abs(m_in - m_out) / np.sqrt(var)
+
+
+def main(workdir: str, stat: str, num_models: int | None) -> None:
+    x_all = np.load(f"{workdir}/stats/{stat}.npy").astype(np.float64)
+    keep = np.load(f"{workdir}/membership.npy")
+    if num_models:
+        chosen = membership.complementary_pairs(keep)[: num_models // 2].ravel()
+        x_all, keep = x_all[chosen], keep[chosen]
+    num_models, num_samples, _ = x_all.shape
+    proj = projections(x_all, keep)
     print(f"{workdir} {stat}: {num_models} models, {num_samples} samples")
-    for k in names:
-        a, on = proj[k], keep
-        m_in, m_out = (a * on).sum(0) / on.sum(0), (a * ~on).sum(0) / (~on).sum(0)
-        var = 0.5 * (
-            ((a - m_in) ** 2 * on).sum(0) / (on.sum(0) - 1)
-            + ((a - m_out) ** 2 * ~on).sum(0) / ((~on).sum(0) - 1)
-        )
-        dprime = np.abs(m_in - m_out) / np.sqrt(var)
-        print(
-            f"  {k:9s} median d' {np.median(dprime):.2f}  10% quantile {np.quantile(dprime, 0.1):.2f}"
-        )
+    for k in NAMES:
+        d = dprime(proj[k], keep)
+        print(f"  {k:9s} median d' {np.median(d):.2f}  10% quantile {np.quantile(d, 0.1):.2f}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
 """The per-token ceiling (seqmia_jax.analysis.per_token_ceiling) of scored ensembles, as a table.
 
-    python docs/scripts/ceiling_table.py runs/study_*/train-* runs/kjv_gpt
+    python -m experiments.study.ceiling_table runs/study_*/train-* runs/kjv_gpt
 
 For each work directory: its setting, the train/test loss gap, and per
 statistic the best TPR at FPR 1e-3 of a test on the sequence mean and of a
 per-token test, both with exact parameters, and their ratio; each from the
 raw per-sample estimates (noise inflates their tails) / from their shrunk
-posterior means (under-dispersed).
+posterior means (under-dispersed). Directories without stats/loss.npy are
+left out.
 """
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from seqmia_jax.report import loss_gap
 
 
 def setting(cfg: dict) -> str:
+    """One line naming an ensemble from its config.json ``config`` section."""
     data, model = cfg["data"], cfg["model"]
     parts = [
         f"{data['name']} S={cfg['num_shadow_models']} N={data['num_samples']} L={data['seq_len']}",
@@ -40,9 +43,10 @@ def ceiling_cells(tpr: dict) -> list[str]:
     ]
 
 
-def main(paths: list[str]) -> None:
-    print("| ensemble | gap | statistic | mean (raw / shrunk) | per-token | ratio |")
-    print("|---|---|---|---|---|---|")
+def table_lines(paths: list[str]) -> Iterator[str]:
+    """The markdown lines of the table, header first, one row per directory and statistic."""
+    yield "| ensemble | gap | statistic | mean (raw / shrunk) | per-token | ratio |"
+    yield "|---|---|---|---|---|---|"
     for path in map(Path, paths):
         if not (path / "stats" / "loss.npy").exists():
             continue
@@ -54,10 +58,15 @@ def main(paths: list[str]) -> None:
             x = np.load(path / "stats" / f"{stat}.npy", mmap_mode="r")
             ceiling = analysis.per_token_ceiling(x, keep, fprs=(1e-3,))
             if "skipped" in ceiling:
-                print(f"| {setting(cfg)} | {gap:.1f}% | {stat} | {ceiling['skipped']} | | |")
+                yield f"| {setting(cfg)} | {gap:.1f}% | {stat} | {ceiling['skipped']} | | |"
                 continue
             cells = ceiling_cells(ceiling["tpr_at_0.001"])
-            print(f"| {setting(cfg)} | {gap:.1f}% | {stat} | {' | '.join(cells)} |", flush=True)
+            yield f"| {setting(cfg)} | {gap:.1f}% | {stat} | {' | '.join(cells)} |"
+
+
+def main(paths: list[str]) -> None:
+    for line in table_lines(paths):
+        print(line, flush=True)  # each row as soon as it is computed
 
 
 if __name__ == "__main__":
