@@ -60,8 +60,9 @@ def model_builder(cfg: ExperimentConfig, dataset: Dataset):
 def model_keys(seed: int, num_models: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-model init and data-order keys (raw uint32), independent of device count."""
     base = jax.random.key(seed)
-    keys = jax.vmap(lambda s: jax.random.split(jax.random.fold_in(base, s)))(jnp.arange(num_models))
-    return np.asarray(jax.random.key_data(keys[:, 0])), np.asarray(jax.random.key_data(keys[:, 1]))
+    derive = jax.jit(lambda s: jax.random.key_data(jax.random.split(jax.random.fold_in(base, s))))
+    keys_Sx2x2 = np.stack([np.asarray(derive(np.int32(s))) for s in range(num_models)])
+    return keys_Sx2x2[:, 0], keys_Sx2x2[:, 1]
 
 
 def init_ensemble(cfg: ExperimentConfig, dataset: Dataset, mesh, tx):
