@@ -82,21 +82,26 @@ def test_ensemble_step_equals_separate_single_model_steps(strategy):
 
 
 def test_every_model_sees_each_of_its_samples_once_per_epoch():
-    cfg = tiny_config(**{"train.batch_size": 5})  # 32 samples per model: a ragged last batch
     keep = membership.make_membership(8, 64, seed=0)
     in_idx = membership.in_indices(keep)
-    sched = steps.Schedule(5, in_idx.shape[1], epochs=2)
+    sched = steps.Schedule(5, in_idx.shape[1], epochs=2)  # 32 samples per model: a ragged batch
+    assert sched.steps_per_epoch == 7
     key = jax.random.key(1)
+    visits = []
     for epoch in range(2):
-        seen = []
+        seen, real_rows = [], []
         order = steps.epoch_order(key, epoch, sched)
         for i in range(sched.steps_per_epoch):
             idx, weight = steps.batch_indices(
                 order, jnp.asarray(in_idx[3]), epoch * sched.steps_per_epoch + i, sched
             )
             seen += np.asarray(idx)[np.asarray(weight) > 0].tolist()
+            real_rows.append(int(np.asarray(weight).sum()))
         assert sorted(seen) == in_idx[3].tolist()
-    assert cfg.train.batch_size == 5
+        # Only the epoch's last batch is padded: 2 real rows, 3 of weight 0.
+        assert real_rows == [5] * 6 + [2]
+        visits.append(seen)
+    assert visits[0] != visits[1]  # each epoch has its own order
 
 
 @pytest.mark.parametrize("step0,num_steps", [(0, 1), (0, 7), (5, 7), (6, 1), (6, 15), (13, 20)])
