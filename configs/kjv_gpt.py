@@ -54,8 +54,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     cfg.attack = ml_collections.ConfigDict()
     cfg.attack.attacks = ""  # ";"-separated specs; "" = the default set
-    cfg.attack.num_targets = 0  # leave-one-out targets (0: all S models)
-    cfg.attack.targets = ""  # explicit targets instead: a range "8:16" or a list "0,3,5"
+    cfg.attack.targets = ""  # "" = all S models; "K" = the first K; a range "8:16"; a list "0,3,5"
     cfg.attack.bootstrap = 200  # bootstrap resamples for the 95% CIs
 
     if arg == "tiny":
@@ -86,7 +85,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         cfg.train.warmup_steps = 50
         cfg.train.checkpoint_every = 500
         cfg.train.log_every = 100
-        cfg.attack.num_targets = 16  # 16 x 6,000 negatives: resolves TPR at FPR 1e-4
+        cfg.attack.targets = "16"  # 16 x 6,000 negatives: resolves TPR at FPR 1e-4
     elif arg:
         raise ValueError(f"unknown config argument {arg!r}; use '', 'tiny' or 'gpu'")
     return cfg

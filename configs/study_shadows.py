@@ -38,7 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.data.num_samples = 600
     cfg.train.epochs = 20
     cfg.attack.attacks = ATTACKS
-    cfg.attack.num_targets = 8  # targets per shadow count (each refits at K shadows)
+    cfg.attack.targets = "8"  # the first 8 models are targets at each shadow count K
     cfg.attack.bootstrap = 100
     if arg == "gpu":
         cfg.num_shadow_models = 128
@@ -47,7 +47,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         cfg.model.compute_dtype = "bfloat16"
         cfg.train.log_every = 100
         cfg.train.checkpoint_every = 400
-        cfg.attack.num_targets = 8
+        cfg.attack.targets = "8"
     elif arg == "many":
         cfg.num_shadow_models = 256
         cfg.data.seq_len = 32

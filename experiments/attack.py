@@ -3,8 +3,9 @@
 python -m experiments.attack --workdir=runs/tiny
 python -m experiments.attack --workdir=runs/tiny --attacks="lira;seq:cov=pooled;loss" --targets=4
 
---targets=K takes the first K models as targets; --targets=i,j,k names them
-(a single model: --targets=5,). Specs are separated by ';' because a spec
+--targets has the grammar of ``attack.targets`` in a config: K (the first K
+models), a range a:b, or a list i,j,k (a single model: --targets=5,); empty
+means every model. Specs are separated by ';' because a spec
 contains commas. Without --attacks the default set runs, skipping attacks
 whose inputs are absent. Bad inputs print one message and exit with status 2.
 """
@@ -15,28 +16,20 @@ from seqmia_jax import launch
 from seqmia_jax.attacks.base import AttackInputError
 from seqmia_jax.attacks.runner import results_table_markdown, run_attacks
 from seqmia_jax.attacks.specs import split_specs
+from seqmia_jax.config import AttackConfig, parse_targets
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory with stats/.", required=True)
 _ATTACKS = flags.DEFINE_string("attacks", "", "';'-separated attack specs; empty = defaults.")
-_TARGETS = flags.DEFINE_string("targets", "", "K (first K models) or i,j,k; empty = all.")
-_BOOTSTRAP = flags.DEFINE_integer("bootstrap", 200, "Bootstrap replicates for the 95% CIs.")
+_TARGETS = flags.DEFINE_string(
+    "targets", "", "Target models: K (the first K), a range a:b, or a list i,j,k; empty = all."
+)
+_BOOTSTRAP = flags.DEFINE_integer(
+    "bootstrap", AttackConfig().bootstrap, "Bootstrap replicates for the 95% CIs."
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the bootstrap and of randomized attacks.")
 _EVIDENCE = flags.DEFINE_string("evidence_attack", None, "Spec whose per-token evidence to save.")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory; default WORKDIR/results.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing results.")
-
-
-def parse_targets(text: str) -> list[int] | int | None:
-    """'' -> None (all), '8' -> 8 (first 8 models), '0,3,5' or '5,' -> a list."""
-    text = text.strip()
-    try:
-        if not text:
-            return None
-        if "," not in text:
-            return int(text)
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as err:
-        raise AttackInputError(f"--targets={text!r}: expected K or i,j,k") from err
 
 
 def _run() -> None:

@@ -15,7 +15,7 @@ from absl import logging
 
 from seqmia_jax.attacks import runner
 from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, split_specs
-from seqmia_jax.config import ConfigError, ExperimentConfig
+from seqmia_jax.config import ExperimentConfig, parse_targets
 from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble.train import train
 from seqmia_jax.scoring import score
@@ -25,44 +25,17 @@ from seqmia_jax.workdir import Workdir, WorkdirError, read_json, write_json
 EVIDENCE_ATTACK = "seq:cov=hetero"
 
 
-def parse_targets(text: str) -> list[int]:
-    """``attack.targets``: "" (none given), a range "8:16" or a list "0,3,5".
-
-    Explicit targets let a study choose variants on some targets (validation)
-    and report on others (held out).
-    """
-    text = str(text).strip()
-    if not text:
-        return []
-    try:
-        if ":" in text:
-            start, stop = (int(part) for part in text.split(":"))
-            targets = list(range(start, stop))
-        else:
-            targets = [int(part) for part in text.split(",")]
-    except ValueError:
-        targets = []
-    if not targets:
-        raise ConfigError(
-            f"attack.targets must be a range like '8:16' or a list like '0,3,5'; got {text!r}"
-        )
-    return targets
-
-
 def attack_settings(cfg: ExperimentConfig) -> dict:
     """The attack stage's inputs from the config: specs, targets, bootstrap.
 
     No specs means the default set, from which attacks whose inputs are absent
     (zlib without text, say) are skipped rather than failed.
     """
-    specs = split_specs(cfg.attack.get("attacks", "")) or None
-    targets = parse_targets(cfg.attack.get("targets", "")) or (
-        int(cfg.attack.get("num_targets", 0)) or None
-    )
+    specs = split_specs(cfg.attack.attacks) or None
     return {
         "attacks": specs,
-        "targets": targets,
-        "bootstrap": int(cfg.attack.get("bootstrap", 200)),
+        "targets": parse_targets(cfg.attack.targets),
+        "bootstrap": cfg.attack.bootstrap,
         "evidence_attack": EVIDENCE_ATTACK
         if EVIDENCE_ATTACK in (specs or DEFAULT_ATTACKS)
         else None,

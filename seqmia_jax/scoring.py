@@ -110,7 +110,7 @@ def score(
     tokens_NxL = np.asarray(dataset.tokens_NxL, np.int32)
     num_samples, seq_len = tokens_NxL.shape
     num_models = cfg.num_shadow_models
-    batch = min(int(cfg.score.get("batch_size", 256)), num_samples)
+    batch = min(cfg.score.batch_size, num_samples)
     wd.stats.mkdir(exist_ok=True)
     progress_path = wd.stats / "progress.json"
     start = 0

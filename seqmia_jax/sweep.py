@@ -98,8 +98,8 @@ def _evaluate_subsampled(train_dir: Path, settings: dict, num_shadows: int) -> d
 def run_point(config_dict, overrides: dict, sweep_dir: Path) -> dict:
     """Trains/scores (if needed) and attacks one sweep point; returns its results.json."""
     point_cfg = apply_overrides(config_dict, overrides)
-    num_shadows = point_cfg.attack.get("num_shadows", 0) if "attack" in point_cfg else 0
     cfg = from_config_dict(point_cfg)
+    num_shadows = cfg.attack.num_shadows
     train_dir = training_dir(sweep_dir, cfg)
     train(cfg, train_dir)
     score(cfg, train_dir)

@@ -12,7 +12,9 @@ Layout::
 
 A directory made with a different config or dataset is refused, never mixed.
 Only the settings that change what a stage computes are compared: switching
-the training strategy or the logging interval of a run is allowed.
+the training strategy or the logging interval of a run is allowed. Which
+fields those are is declared on the config dataclasses (``config.setting``,
+``config.added``), not listed here.
 """
 
 import dataclasses
@@ -26,23 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from seqmia_jax.config import ExperimentConfig, to_dict
+from seqmia_jax.config import ExperimentConfig, identity_rules, to_dict
 
-# Fields that do not change the trained parameters (beyond float rounding).
-_NON_IDENTITY = {
-    "train.strategy",
-    "train.map_chunk",
-    "train.checkpoint_every",
-    "train.log_every",
-    "model.remat",
-    "model.attention",
-    "score",
-    "attack",
-}
-# Fields added after work directories existed, with the value that reproduces
-# the older behaviour: at that value they are left out of the identity, so
-# existing work directories (and sweep hashes) stay valid.
-_NEUTRAL_ADDITIONS = {"data.canary_tokens": 0, "data.duplicated_samples": 0, "data.duplicates": 1}
+# Fields never compared, and added fields with the value that reproduces the
+# older behaviour (at that value they are left out of the identity).
+_NON_IDENTITY, _NEUTRAL_ADDITIONS = identity_rules()
 
 
 class WorkdirError(RuntimeError):

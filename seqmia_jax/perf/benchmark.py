@@ -154,7 +154,7 @@ def run_benchmark(cfg: ExperimentConfig, settings: BenchmarkSettings = Benchmark
             else peak_bytes / cfg.num_shadow_models,
         }
     if "score" in settings.stages:
-        num_score = settings.score_samples or int(cfg.score.get("batch_size", 256))
+        num_score = settings.score_samples or cfg.score.batch_size
         result["scoring"] = time_scoring(
             setup,
             resolve_strategy(cfg.train.strategy),
