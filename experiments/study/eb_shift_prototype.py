@@ -6,7 +6,8 @@ first 16 targets with the same equal-count rule as the library.
 
     python -m experiments.study.eb_shift_prototype runs/kjv_gpt logit
 
-The loss statistic is negated first, so that members score higher for both.
+The loss statistic is negated first, as members' logit is higher; the scores are
+likelihood ratios with fitted signed shifts, so they do not depend on that sign.
 """
 
 import sys
