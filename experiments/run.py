@@ -1,6 +1,7 @@
 """The whole audit: train -> score -> attack -> report, skipping completed stages.
 
 python -m experiments.run                                   # configs/kjv_gpt.py -> runs/kjv_gpt
+python -m experiments.run --config=configs/kjv_gpt.py:gpu   # -> runs/kjv_gpt_gpu
 python -m experiments.run --config=configs/digits_pixel.py  # -> runs/digits_pixel
 """
 
@@ -15,16 +16,16 @@ from seqmia_jax.pipeline import run_audit
 from seqmia_jax.report import print_summary
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (default: runs/<config name>).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Work directory (default: runs/<config name>[_<arg>])."
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace completed attack results and report.")
 
 
 def main(argv):
     del argv
     launch.init_runtime()
-    workdir = _WORKDIR.value or str(
-        Path("runs") / Path(config_flags.get_config_filename(flags.FLAGS["config"])).stem
-    )
+    workdir = _WORKDIR.value or launch.default_workdir()
 
     def audit():
         out = run_audit(from_config_dict(_CONFIG.value), workdir, overwrite=_OVERWRITE.value)

@@ -116,9 +116,20 @@ def config_path_and_arg(flag_name: str = "config") -> tuple[str, str]:
     return path, arg
 
 
-def default_workdir(flag_name: str = "config") -> str:
-    """``runs/<config name>[_<arg>]``, e.g. runs/kjv_gpt or runs/kjv_gpt_gpu."""
+def workdir_for(config_filename: str) -> str:
+    """``runs/<config name>[_<arg>]``: configs/kjv_gpt.py:gpu -> runs/kjv_gpt_gpu.
+
+    The ``:arg`` is part of the name, so the sizes of one config file never
+    share (and are never refused by) one work directory.
+    """
     from pathlib import Path
 
-    path, arg = config_path_and_arg(flag_name)
+    path, _, arg = config_filename.partition(":")
     return str(Path("runs") / (Path(path).stem + (f"_{arg}" if arg else "")))
+
+
+def default_workdir(flag_name: str = "config") -> str:
+    """``workdir_for`` the config file given to a DEFINE_config_file flag."""
+    from ml_collections import config_flags
+
+    return workdir_for(config_flags.get_config_filename(flags.FLAGS[flag_name]))

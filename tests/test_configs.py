@@ -37,3 +37,11 @@ def test_config_and_sweep_points_are_valid(name):
         assert cfg.num_shadow_models % 2 == 0
         for point in getattr(module, "get_sweep", lambda arg: [])(arg):
             attack_settings(from_config_dict(apply_overrides(raw, point)))
+
+
+def test_default_workdir_keeps_the_config_argument():
+    from seqmia_jax.launch import workdir_for
+
+    assert workdir_for("configs/kjv_gpt.py") == "runs/kjv_gpt"
+    assert workdir_for("configs/kjv_gpt.py:gpu") == "runs/kjv_gpt_gpu"
+    assert workdir_for("configs/kjv_gpt.py:tiny") != workdir_for("configs/kjv_gpt.py")
