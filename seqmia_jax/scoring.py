@@ -26,6 +26,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from seqmia_jax import processes
 from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble import lift, sharding
@@ -119,8 +120,8 @@ def score(
         if progress.get("train") == train_done and progress.get("batch") == batch:
             start = int(progress["samples_done"])
     # Every process must run the same batches: process 0, the writer, decides.
-    start = int(sharding.from_primary(np.int32(start)))
-    is_writer = sharding.is_primary()
+    start = int(processes.from_primary(np.int32(start)))
+    is_writer = processes.is_primary()
     stats = (
         _open_stats(wd.stats, (num_models, num_samples, seq_len), fresh=start == 0)
         if is_writer
@@ -154,7 +155,7 @@ def score(
             return {"samples_done": hi, "finished": False}
     bad = [name for name in STATISTICS if is_writer and not np.all(np.isfinite(stats[name][:]))]
     # Only process 0 holds the files; all processes fail together.
-    num_bad = int(sharding.from_primary(np.int32(len(bad))))
+    num_bad = int(processes.from_primary(np.int32(len(bad))))
     if num_bad:
         raise WorkdirError(
             f"{wd.stats} holds non-finite values in "
@@ -174,5 +175,5 @@ def score(
         write_json(done_path, done)
         progress_path.unlink(missing_ok=True)
     # A stage that follows in the same program (attacks) must see stats/done.json.
-    sharding.barrier("score.done")
+    processes.barrier("score.done")
     return done

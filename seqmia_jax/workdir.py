@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from seqmia_jax import processes
 from seqmia_jax.config import ExperimentConfig, identity_rules, to_dict
 
 # Fields never compared, and added fields with the value that reproduces the
@@ -145,18 +146,16 @@ class Workdir:
         directory, and after a barrier every process checks the same config.json,
         so a mismatch fails everywhere instead of leaving some processes waiting.
         """
-        from seqmia_jax.ensemble.sharding import barrier, is_primary
-
         # Compare what a JSON round trip keeps (tuples become lists).
         new = json.loads(json.dumps({"config": to_dict(cfg), "dataset": fingerprint}, default=str))
-        if is_primary():
+        if processes.is_primary():
             self.path.mkdir(parents=True, exist_ok=True)
             if not self.config_json.exists():
                 write_json(
                     self.config_json,
                     {**new, "versions": _versions(), "git": _git_hash(), "created": time.time()},
                 )
-        barrier("workdir.bind")
+        processes.barrier("workdir.bind")
         old = read_json(self.config_json)
         if "config" not in old or "dataset" not in old:
             raise WorkdirError(f"{self.config_json} is corrupt: no 'config' or 'dataset' entry")

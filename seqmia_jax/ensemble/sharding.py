@@ -4,9 +4,8 @@ Every array with a leading S axis (parameters, optimizer state, keys, IN
 indices, statistics) is sharded along it; the dataset is replicated. Across
 hosts (``jax.distributed``) the same mesh spans every device of every process.
 
-Multi-process rule for files: every process computes, process 0 alone writes
-(orbax checkpoints excepted: all processes save and restore them together),
-and a ``barrier`` follows each write that another process will read.
+Which process writes files, and how processes wait for each other, is in
+``seqmia_jax.processes``.
 """
 
 import math
@@ -74,25 +73,3 @@ def to_host(tree):
     return jax.tree.map(
         lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree
     )
-
-
-def is_primary() -> bool:
-    """Whether this process writes the work directory's files (process 0)."""
-    return jax.process_index() == 0
-
-
-def barrier(name: str) -> None:
-    """Waits until every process gets here (a no-op in a single-process run)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
-def from_primary(value):
-    """Process 0's value of a small numpy scalar or array pytree, on every process."""
-    if jax.process_count() == 1:
-        return value
-    from jax.experimental import multihost_utils
-
-    return multihost_utils.broadcast_one_to_all(value)

@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from seqmia_jax import membership
+from seqmia_jax import membership, processes
 from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset, training_copies
 from seqmia_jax.ensemble import lift, memory, sharding, steps
@@ -133,7 +133,7 @@ def load_or_make_membership(cfg: ExperimentConfig, wd: Workdir) -> np.ndarray:
     keep_SxN = membership.make_membership(
         cfg.num_shadow_models, cfg.data.num_samples, cfg.seed, training_copies(cfg.data)
     )
-    if sharding.is_primary():
+    if processes.is_primary():
         tmp = wd.membership.with_suffix(".tmp.npy")
         np.save(tmp, keep_SxN)
         tmp.replace(wd.membership)
@@ -181,7 +181,7 @@ def train(
     step = ckpt.latest_step() or 0
     if step:
         state = ckpt.restore(step, state)
-        if sharding.is_primary():
+        if processes.is_primary():
             _truncate_metrics(wd.metrics, step)
         logging.info("resuming from the checkpoint at step %d of %d", step, total)
 
@@ -239,7 +239,7 @@ def train(
             record["tokens_per_s"],
             record["eta_s"],
         )
-        if sharding.is_primary():
+        if processes.is_primary():
             with wd.metrics.open("a") as f:
                 f.write(json.dumps(record) + "\n")
         if step % ckpt_every == 0 or step == total or step == stop_after_steps:
@@ -256,10 +256,10 @@ def train(
         "num_devices": mesh.size,
         "seconds": time.time() - start_time,
     }
-    if sharding.is_primary():
+    if processes.is_primary():
         write_json(wd.train_done, summary)
     # A stage that follows in the same program (scoring) must see train_done.json.
-    sharding.barrier("train.done")
+    processes.barrier("train.done")
     return summary
 
 
