@@ -141,9 +141,3 @@ def lift_to_ensemble(
         map_chunk=map_chunk,
         donate_argnums=(1,),
     )
-
-
-def loop_over_models(model_chunk: Callable) -> Callable:  # TEMP: until perf/ is moved
-    return lift.over_models(
-        model_chunk, None, "loop", in_axes=(None, 0, 0, None), donate_argnums=(1,)
-    )
