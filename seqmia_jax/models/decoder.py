@@ -221,7 +221,8 @@ class AutoregressiveModel(nnx.Module):
         bos_Bx1 = jnp.full((batch, 1), self.num_classes, dtype=jnp.int32)
         bos_Bx1xD = self.token_embed(bos_Bx1).astype(tok_BxLxD.dtype)
         x_BxLxD = jnp.concatenate([bos_Bx1xD, tok_BxLxD[:, :-1]], axis=1)
-        x_BxLxD = x_BxLxD + self.embed_positions(length).astype(x_BxLxD.dtype)
+        pos_1xLxD = self.embed_positions(length).astype(x_BxLxD.dtype)[None]
+        x_BxLxD = x_BxLxD + pos_1xLxD
         return self.head(self.decoder(x_BxLxD)).astype(jnp.float32)
 
     def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
