@@ -7,6 +7,7 @@ with ``overwrite=True``. A crash in any stage leaves the earlier stages'
 outputs intact.
 """
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from seqmia_jax.config import ExperimentConfig, parse_targets
 from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble.train import train
 from seqmia_jax.scoring import score
-from seqmia_jax.workdir import Workdir, WorkdirError, read_json, write_json
+from seqmia_jax.workdir import Workdir, WorkdirError, holds_lock, read_json, write_json
 
 # The sequence-aware attack whose per-position evidence the leakage report shows.
 EVIDENCE_ATTACK = "seq:cov=hetero"
@@ -46,20 +47,41 @@ def run_attack_stage(
     cfg: ExperimentConfig, workdir: str | Path, *, overwrite: bool = False
 ) -> dict:
     """Runs the attacks on complete statistics, unless already done with the same inputs."""
-    wd = Workdir(workdir)
+    with Workdir(workdir).lock(collective=False):  # process 0 alone runs the attacks
+        return _attack_stage(cfg, Workdir(workdir), overwrite)
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def _attack_stage(cfg: ExperimentConfig, wd: Workdir, overwrite: bool) -> dict:
     stats_done = wd.stats / "done.json"
     if not stats_done.exists():
         raise WorkdirError(f"statistics are not complete in {wd.stats}; run the score stage first")
     stage = {"stats": read_json(stats_done), "settings": attack_settings(cfg)}
-    marker = wd.results / "attack_stage.json"
-    if marker.exists() and not overwrite:
-        if read_json(marker) == stage:
-            logging.info("attack results already complete in %s: nothing to do", wd.results)
-            return read_json(wd.results / "results.json")
-        raise WorkdirError(
-            f"{wd.results} holds results for different statistics or attack settings; "
-            "pass --overwrite to replace them"
-        )
+    marker, results_json = wd.results / "attack_stage.json", wd.results / "results.json"
+    current = _sha256(results_json)
+    if not overwrite and current is not None:
+        old = read_json(marker) if marker.exists() else None
+        # The marker names the results.json this stage wrote; results written
+        # (or replaced) by experiments.attack are not this audit's.
+        if old is None or old.get("results_sha256", current) != current:
+            raise WorkdirError(
+                f"{results_json} was written by another command (experiments.attack), not by "
+                "this audit; pass --overwrite to replace it"
+            )
+        if {k: old.get(k) for k in stage} != stage:
+            changed = [
+                k for k in stage["settings"] if old["settings"].get(k) != stage["settings"][k]
+            ]
+            raise WorkdirError(
+                f"{wd.results} holds results for different "
+                + (f"attack settings ({', '.join(changed)})" if changed else "statistics")
+                + "; pass --overwrite to replace them"
+            )
+        logging.info("attack results already complete in %s: nothing to do", wd.results)
+        return read_json(results_json)
     settings = stage["settings"]
     results = runner.run_attacks(
         wd.path,
@@ -67,21 +89,19 @@ def run_attack_stage(
         settings["targets"],
         bootstrap=settings["bootstrap"],
         evidence_attack=settings["evidence_attack"],
-        overwrite=True,
+        overwrite=True,  # refused above unless asked for, or nothing is there to replace
     )
-    write_json(marker, stage)
+    write_json(marker, {**stage, "results_sha256": _sha256(results_json)})
     return results
 
 
 def run_report_stage(wd: Workdir, dataset: Dataset, *, overwrite: bool) -> dict:
     """Writes the report unless one for the current results.json already exists."""
-    import hashlib
-
     from seqmia_jax.report import write_report
     from seqmia_jax.report.writer import MARKER
 
     marker = wd.results / MARKER
-    current = hashlib.sha256((wd.results / "results.json").read_bytes()).hexdigest()
+    current = _sha256(wd.results / "results.json")
     if marker.exists() and not overwrite and read_json(marker).get("results_sha256") == current:
         logging.info("report already written in %s: nothing to do", wd.results)
         return read_json(marker)
@@ -90,6 +110,7 @@ def run_report_stage(wd: Workdir, dataset: Dataset, *, overwrite: bool) -> dict:
     return {k: str(v) for k, v in paths.items()}
 
 
+@holds_lock
 def run_audit(cfg: ExperimentConfig, workdir: str | Path, *, overwrite: bool = False) -> dict:
     """Runs every stage that is not yet complete; returns results.json and stage timings."""
     wd = Workdir(workdir)

@@ -31,7 +31,7 @@ from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble import lift, sharding
 from seqmia_jax.ensemble.train import load_params, resolve_strategy
-from seqmia_jax.workdir import Workdir, WorkdirError, read_json, write_json
+from seqmia_jax.workdir import Workdir, WorkdirError, holds_lock, read_json, write_json
 
 STATISTICS = ("loss", "logit", "mean_logp", "std_logp")
 
@@ -78,6 +78,7 @@ def _open_stats(stats_dir: Path, shape: tuple[int, int, int], fresh: bool) -> di
     return out
 
 
+@holds_lock
 def score(
     cfg: ExperimentConfig,
     workdir: str | Path,

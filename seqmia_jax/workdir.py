@@ -9,6 +9,7 @@ Layout::
     train_done.json    written once training has finished
     stats/             per-token statistics S x N x L (scoring stage)
     results/           attack scores, results.json, report (attack/report stages)
+    .lock              advisory lock of the process that writes (``Workdir.lock``)
 
 A directory made with a different config or dataset is refused, never mixed.
 Only the settings that change what a stage computes are compared: switching
@@ -17,12 +18,18 @@ fields those are is declared on the config dataclasses (``config.setting``,
 ``config.added``), not listed here.
 """
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
+import functools
 import json
 import math
 import os
+import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +44,12 @@ _NON_IDENTITY, _NEUTRAL_ADDITIONS = identity_rules()
 
 
 class WorkdirError(RuntimeError):
-    """A missing, corrupt or mismatched work directory."""
+    """A missing, corrupt, mismatched or busy work directory."""
+
+
+# Locks this process holds: path -> (open lock file, depth), so stages nested in
+# one audit (run -> train -> ...) take the lock once.
+_HELD: dict[Path, list] = {}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -58,6 +70,17 @@ def identity(config_dict: dict) -> dict[str, Any]:
         for k, v in _flatten(config_dict).items()
         if k not in _NON_IDENTITY and _NEUTRAL_ADDITIONS.get(k, object()) != v
     }
+
+
+def holds_lock(stage: Callable) -> Callable:
+    """Decorates ``stage(cfg, workdir, ...)`` to run under ``Workdir(workdir).lock()``."""
+
+    @functools.wraps(stage)
+    def locked(cfg, workdir, *args, **kwargs):
+        with Workdir(workdir).lock():
+            return stage(cfg, workdir, *args, **kwargs)
+
+    return locked
 
 
 def json_ready(value: Any) -> Any:
@@ -138,6 +161,65 @@ class Workdir:
     train_done = property(lambda self: self.path / "train_done.json")
     stats = property(lambda self: self.path / "stats")
     results = property(lambda self: self.path / "results")
+
+    @contextlib.contextmanager
+    def lock(self, *, collective: bool = True) -> Iterator[None]:
+        """Holds the work directory's writer lock (an advisory ``flock`` on ``.lock``).
+
+        A second writer, in this host or another one sharing the file system,
+        is refused with the holder's PID and host. Readers never take it. The
+        lock is re-entrant within a process, so nested stages take it once. In
+        a multi-process run process 0 holds it for all processes (they write
+        only what process 0 coordinates); with ``collective`` (stages that
+        every process runs) every process learns whether it got it, so all fail
+        together, and host-only stages run by process 0 alone pass False.
+        """
+        key = self.path.absolute()
+        if key in _HELD:
+            _HELD[key][1] += 1
+            try:
+                yield
+            finally:
+                _HELD[key][1] -= 1
+            return
+        handle, error = None, ""
+        if processes.is_primary():
+            handle, error = self._acquire()
+        failed = np.int32(handle is None and processes.is_primary())
+        if int(processes.from_primary(failed) if collective else failed):
+            raise WorkdirError(error or f"work directory {self.path} is locked by another writer")
+        _HELD[key] = [handle, 1]
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            if handle is not None:
+                handle.close()  # releases the flock
+
+    def _acquire(self):
+        """(open lock file, "") or (None, the reason it is held)."""
+        if self.path.exists() and not self.path.is_dir():
+            return None, f"work directory {self.path} is a file, not a directory"
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / ".lock"
+        handle = open(path, "a+")  # noqa: SIM115  (held open while the lock lives)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown process"
+            handle.close()
+            return None, (
+                f"work directory {self.path} is in use by {holder}; wait for it to finish, "
+                "or use another --workdir"
+            )
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"PID {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        return handle, ""
 
     def bind(self, cfg: ExperimentConfig, fingerprint: dict) -> None:
         """Creates the directory for ``cfg``, or checks that it was made for ``cfg``.

@@ -24,7 +24,7 @@ from seqmia_jax.data import Dataset, load_dataset, training_copies
 from seqmia_jax.ensemble import lift, memory, sharding, steps
 from seqmia_jax.ensemble.checkpoint import EnsembleCheckpointer
 from seqmia_jax.models import build_model
-from seqmia_jax.workdir import Workdir, write_json
+from seqmia_jax.workdir import Workdir, holds_lock, write_json
 
 
 class TrainingError(RuntimeError):
@@ -140,6 +140,7 @@ def load_or_make_membership(cfg: ExperimentConfig, wd: Workdir) -> np.ndarray:
     return keep_SxN
 
 
+@holds_lock
 def train(
     cfg: ExperimentConfig,
     workdir: str | Path,

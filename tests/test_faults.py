@@ -1,0 +1,96 @@
+"""Fault and concurrency guarantees of the work directory: the writer lock, results
+that an audit never replaces unless asked, and refusals that name the cause."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqmia_jax.attacks import runner
+from seqmia_jax.pipeline import run_audit
+from seqmia_jax.workdir import Workdir, WorkdirError
+from tests.helpers import tiny_config
+
+ROOT = Path(__file__).parent.parent
+ATTACKS = "lira;loss"
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    """A finished tiny audit (train, score, attack, report), copied by each test."""
+    path = tmp_path_factory.mktemp("audited")
+    cfg = tiny_config(**{"attack.attacks": ATTACKS})
+    run_audit(cfg, path)
+    return cfg, path
+
+
+def _copy(audited, tmp_path) -> Path:
+    dst = tmp_path / "wd"
+    shutil.copytree(audited[1], dst)
+    return dst
+
+
+def _try_lock_elsewhere(path: Path) -> subprocess.CompletedProcess:
+    code = (
+        "import sys\n"
+        "from seqmia_jax.workdir import Workdir, WorkdirError\n"
+        "try:\n"
+        f"    with Workdir({str(path)!r}).lock():\n"
+        "        print('acquired')\n"
+        "except WorkdirError as e:\n"
+        "    print(e); sys.exit(3)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
+    wd = Workdir(tmp_path / "wd")
+    with wd.lock():
+        with wd.lock():  # re-entrant: nested stages of one audit
+            other = _try_lock_elsewhere(wd.path)
+        assert other.returncode == 3, other.stdout + other.stderr
+        assert f"in use by PID {os.getpid()} on " in other.stdout
+    # Released: the next writer gets it.
+    assert _try_lock_elsewhere(wd.path).stdout.strip() == "acquired"
+
+
+def test_a_work_directory_that_is_a_file_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "wd"
+    path.write_text("not a directory")
+    with pytest.raises(WorkdirError, match="is a file, not a directory"), Workdir(path).lock():
+        pass
+
+
+def test_run_never_replaces_results_written_by_the_attack_cli(audited, tmp_path):
+    cfg, _ = audited
+    path = _copy(audited, tmp_path)
+    (path / "results" / "attack_stage.json").unlink()  # results as experiments.attack leaves them
+    runner.run_attacks(path, ["loss"], 4, bootstrap=0, overwrite=True)
+    before = (path / "results" / "results.json").read_bytes()
+    with pytest.raises(WorkdirError, match="written by another command"):
+        run_audit(cfg, path)
+    assert (path / "results" / "results.json").read_bytes() == before
+    out = run_audit(cfg, path, overwrite=True)
+    assert set(out["results"]["attacks"]) == set(ATTACKS.split(";"))
+
+
+def test_run_refuses_results_the_attack_cli_replaced_after_it(audited, tmp_path):
+    cfg, _ = audited
+    path = _copy(audited, tmp_path)
+    run_audit(cfg, path)  # complete: a no-op
+    runner.run_attacks(path, ["loss"], 4, bootstrap=0, overwrite=True)  # attack --overwrite
+    with pytest.raises(WorkdirError, match="written by another command"):
+        run_audit(cfg, path)
+
+
+def test_changed_attack_settings_are_refused_with_the_differences(audited, tmp_path):
+    _cfg, _ = audited
+    path = _copy(audited, tmp_path)
+    changed = tiny_config(**{"attack.attacks": ATTACKS, "attack.bootstrap": 7})
+    with pytest.raises(WorkdirError, match=r"different attack settings \(bootstrap\)"):
+        run_audit(changed, path)
