@@ -5,8 +5,8 @@ Legend: S shadow models, N samples, B batch per model, L positions, K timed chun
 ``run_benchmark(cfg, settings)`` measures, in one process and from one initial
 state, the steady-state training speed of each strategy: ``vmap``, ``map``
 (``lax.map``, one model at a time), ``map:k`` (``lax.map`` over chunks of k
-vmapped models) and ``loop`` (``steps.loop_over_models``, the same jitted
-single-model chunk called once per model). Each strategy compiles and warms
+vmapped models) and ``loop`` (the same jitted single-model chunk called
+once per model from Python). Each strategy compiles and warms
 up on one chunk of steps, then K chunks are timed with ``block_until_ready``
 (``ensemble_timing.py``). It also times the scorer over a batch of N samples
 for all S models and the attack set over synthetic S x N x L statistics

@@ -4,8 +4,8 @@ Legend: S shadow models, N samples, M IN samples per model, L positions.
 
 Strategies are labelled ``vmap``, ``map`` (``lax.map``, one model at a time),
 ``map:k`` (``lax.map`` over chunks of k vmapped models) and ``loop``
-(``steps.loop_over_models``, the same jitted single-model chunk called once
-per model). ``time_training`` compiles and warms up each on one chunk of
+(the same jitted single-model chunk called once per model); all come from
+``steps.lift_to_ensemble``. ``time_training`` compiles and warms up each on one chunk of
 steps, then times K chunks with ``block_until_ready``; ``time_scoring`` times
 ``make_scorer`` over one batch of N samples for all S models.
 """
@@ -124,11 +124,7 @@ def time_training(
 
     for label in labels:  # chunk 0 compiles and warms up
         name, map_chunk = parse_strategy(label)
-        runners[label] = (
-            steps.loop_over_models(model_chunk)
-            if name == "loop"
-            else steps.lift_to_ensemble(model_chunk, setup.mesh, name, map_chunk)
-        )
+        runners[label] = steps.lift_to_ensemble(model_chunk, setup.mesh, name, map_chunk)
         states[label] = _copy(setup.state)
         chunk_s[label] = [run_chunk(label, 0)]
         # The process's running maximum: clean for the first strategy, an upper bound after.
