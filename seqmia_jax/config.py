@@ -21,6 +21,7 @@ decide what enters it:
 """
 
 import dataclasses
+import difflib
 from typing import Any
 
 
@@ -174,9 +175,25 @@ def _build(cls, values: Any, where: str):
         dotted = f"{where}.{name}" if where != "config" else name
         if dotted in _REPLACED:
             raise ConfigError(f"config field {dotted} was replaced by {_REPLACED[dotted]}")
-    if unknown:
-        raise ConfigError(f"unknown config field(s) in {where}: {unknown}")
-    return cls(**values)
+        close = difflib.get_close_matches(name, list(fields), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(fields)}"
+        raise ConfigError(f"unknown config field {dotted!r} in {where}{hint}")
+    return cls(**{name: _typed(fields[name], value, where) for name, value in values.items()})
+
+
+def _typed(field: dataclasses.Field, value: Any, where: str) -> Any:
+    """``value`` checked against the field's annotation (ints are accepted for floats)."""
+    kind = field.type
+    if kind in SECTIONS.values() or dataclasses.is_dataclass(value):
+        return value
+    allowed = tuple(t for t in getattr(kind, "__args__", (kind,)) if isinstance(t, type))
+    ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+    if not ok and float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+        raise ConfigError(f"config field {where}.{field.name} must be {names}; got {value!r}")
+    return value
 
 
 def from_config_dict(config: Any) -> ExperimentConfig:
@@ -189,67 +206,10 @@ def from_config_dict(config: Any) -> ExperimentConfig:
             sections["attack"], targets=str(sections["attack"].targets)
         )
     cfg = _build(ExperimentConfig, {**raw, **sections}, "config")
+    from seqmia_jax.validation import validate  # it reads the registries, which import this
+
     validate(cfg)
     return cfg
-
-
-def validate(cfg: ExperimentConfig) -> None:
-    """Rejects impossible settings with a message that names the field."""
-    s = cfg.num_shadow_models
-    if s < 2 or s % 2:
-        raise ConfigError(
-            f"num_shadow_models must be even and >= 2 so each sample is IN for exactly "
-            f"S/2 models; got {s}"
-        )
-    if cfg.data.seq_len < 2:
-        raise ConfigError(f"data.seq_len must be >= 2; got {cfg.data.seq_len}")
-    if cfg.data.num_samples < 2:
-        raise ConfigError(f"data.num_samples must be >= 2; got {cfg.data.num_samples}")
-    if cfg.data.selection not in ("first", "random"):
-        raise ConfigError(f"data.selection must be 'first' or 'random'; got {cfg.data.selection!r}")
-    dup, copies = cfg.data.duplicated_samples, cfg.data.duplicates
-    if not 0 <= dup <= cfg.data.num_samples or dup % 2:
-        raise ConfigError(
-            f"data.duplicated_samples must be even and in [0, num_samples="
-            f"{cfg.data.num_samples}] (half of them train each model); got {dup}"
-        )
-    if copies < 1 or (copies > 1) != (dup > 0):
-        raise ConfigError(
-            "set data.duplicated_samples > 0 and data.duplicates > 1 together (or neither); "
-            f"got duplicated_samples={dup}, duplicates={copies}"
-        )
-    if cfg.model.embed_dim % cfg.model.num_heads:
-        raise ConfigError(
-            f"model.embed_dim ({cfg.model.embed_dim}) must be divisible by "
-            f"model.num_heads ({cfg.model.num_heads})"
-        )
-    if cfg.train.strategy not in ("auto", "vmap", "map", "loop"):
-        raise ConfigError(
-            f"train.strategy must be auto, vmap, map or loop; got {cfg.train.strategy!r}"
-        )
-    if cfg.train.batch_size > cfg.data.num_samples // 2:
-        raise ConfigError(
-            f"train.batch_size ({cfg.train.batch_size}) exceeds the IN set per model "
-            f"(num_samples/2 = {cfg.data.num_samples // 2})"
-        )
-    _validate_targets(cfg)
-    if cfg.score.batch_size < 1:
-        raise ConfigError(f"score.batch_size must be >= 1; got {cfg.score.batch_size}")
-    if cfg.attack.bootstrap < 0:
-        raise ConfigError(f"attack.bootstrap must be >= 0; got {cfg.attack.bootstrap}")
-    if cfg.model.compute_dtype not in ("float32", "bfloat16"):
-        raise ConfigError(
-            f"model.compute_dtype must be float32 or bfloat16; got {cfg.model.compute_dtype!r}"
-        )
-
-
-def _validate_targets(cfg: ExperimentConfig) -> None:
-    s = cfg.num_shadow_models
-    targets = parse_targets(cfg.attack.targets)
-    if isinstance(targets, int) and not 1 <= targets <= s:
-        raise ConfigError(f"attack.targets={targets} (the first K models) must be in [1, S={s}]")
-    if isinstance(targets, list) and not all(0 <= t < s for t in targets):
-        raise ConfigError(f"attack.targets must lie in [0, S={s}); got {cfg.attack.targets!r}")
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:

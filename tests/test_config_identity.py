@@ -82,7 +82,9 @@ def test_score_and_attack_sections_are_typed_with_one_set_of_defaults():
     cfg = from_config_dict({})
     assert cfg.score == config_lib.ScoreConfig() and cfg.score.batch_size == 256
     assert cfg.attack == config_lib.AttackConfig() and cfg.attack.bootstrap == 200
-    with pytest.raises(ConfigError, match=r"unknown config field\(s\) in attack: \['bootstrapp'\]"):
+    with pytest.raises(
+        ConfigError, match="'attack.bootstrapp' in attack; did you mean 'bootstrap'"
+    ):
         from_config_dict({"attack": {"bootstrapp": 5}})
     with pytest.raises(ConfigError, match="attack.num_targets was replaced by attack.targets"):
         from_config_dict({"attack": {"num_targets": 4}})
@@ -119,3 +121,39 @@ def test_attack_cli_help_and_config_share_the_targets_grammar():
     # The CLI parses with the config's own function, so "8" means the same in both.
     attack_cli = importlib.import_module("experiments.attack")
     assert attack_cli.parse_targets is parse_targets
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"train.epochs": 0}, r"train.epochs must be >= 1; got 0"),
+        ({"train.learning_rate": 0.0}, r"train.learning_rate must be > 0"),
+        ({"num_shadow_models": 4}, r"num_shadow_models must be even .* >= 6 .*got 4"),
+        ({"data.num_samples": 63}, r"data.num_samples must be even"),
+        ({"model.name": "rnn"}, r"unknown model 'rnn' \(model.name\); known: gpt, pixel"),
+        ({"attack.targets": "9"}, r"attack.targets=9 .* must be in \[1, S=8\]"),
+        ({"attack.targets": "7,8"}, r"attack.targets must lie in \[0, S=8\)"),
+        ({"attack.bootstrap": -3}, r"attack.bootstrap must be >= 0; got -3"),
+        (
+            {"attack.num_shadows": 8},
+            r"attack.num_shadows must be 0 \(all\) or even in \[2, S-2=6\]",
+        ),
+        ({"train.epochs": "3"}, r"train.epochs must be int; got '3'"),
+        ({"model.remat": 1}, r"model.remat must be bool; got 1"),
+        ({"train.strategy": "fast"}, r"train.strategy must be one of auto, vmap, map, loop"),
+    ],
+)
+def test_impossible_configs_are_refused_before_anything_is_written(overrides, match):
+    raw = importlib.import_module("configs.kjv_gpt").get_config("tiny").to_dict()
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = raw
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    with pytest.raises(ConfigError, match=match):
+        from_config_dict(raw)
+
+
+def test_an_int_is_accepted_for_a_float_field():
+    assert from_config_dict({"train": {"learning_rate": 1}}).train.learning_rate == 1.0

@@ -1,0 +1,134 @@
+"""Up-front validation of a whole config: every field's range and every cross-field rule.
+
+``config.from_config_dict`` calls ``validate`` before any stage writes
+anything, so an impossible config never leaves a ``config.json`` behind that
+would refuse the corrected command.
+"""
+
+from seqmia_jax.config import ConfigError, ExperimentConfig, parse_targets
+
+# The fewest models for leave-one-out attacks: every sample needs at least two IN
+# and two OUT shadows among the models other than the target (S/2 - 1 >= 2).
+MIN_SHADOW_MODELS = 6
+
+POSITIVE = 5e-324  # the smallest float above 0: "must be > 0"
+
+# field: (smallest allowed, largest allowed or None).
+_RANGES = {
+    "data.seq_len": (2, None),
+    "data.num_samples": (2, None),
+    "data.levels": (2, 256),
+    "data.canary_tokens": (0, None),
+    "model.num_layers": (1, None),
+    "model.embed_dim": (1, None),
+    "model.num_heads": (1, None),
+    "model.mlp_ratio": (1, None),
+    "train.epochs": (1, None),
+    "train.batch_size": (1, None),
+    "train.learning_rate": (POSITIVE, None),
+    "train.warmup_steps": (0, None),
+    "train.weight_decay": (0, None),
+    "train.grad_clip": (POSITIVE, None),
+    "train.map_chunk": (0, None),
+    "train.checkpoint_every": (1, None),
+    "train.log_every": (1, None),
+    "score.batch_size": (1, None),
+    "attack.bootstrap": (0, None),
+    "attack.num_shadows": (0, None),
+}
+_CHOICES = {
+    "data.selection": ("first", "random"),
+    "model.compute_dtype": ("float32", "bfloat16"),
+    "model.attention": ("xla", "cudnn"),
+    "train.strategy": ("auto", "vmap", "map", "loop"),
+}
+
+
+def _get(cfg: ExperimentConfig, dotted: str):
+    section, name = dotted.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Rejects impossible settings with a one-line message that names the field."""
+    s = cfg.num_shadow_models
+    if s < MIN_SHADOW_MODELS or s % 2:
+        raise ConfigError(
+            f"num_shadow_models must be even (each sample is IN for exactly S/2 models) and "
+            f">= {MIN_SHADOW_MODELS} (leave-one-out needs two IN and two OUT shadows besides "
+            f"the target); got {s}"
+        )
+    for dotted, (low, high) in _RANGES.items():
+        value = _get(cfg, dotted)
+        if value < low or (high is not None and value > high):
+            bound = (
+                f"in [{low}, {high}]"
+                if high is not None
+                else ("> 0" if low == POSITIVE else f">= {low}")
+            )
+            raise ConfigError(f"{dotted} must be {bound}; got {value!r}")
+    for dotted, choices in _CHOICES.items():
+        if _get(cfg, dotted) not in choices:
+            raise ConfigError(
+                f"{dotted} must be one of {', '.join(choices)}; got {_get(cfg, dotted)!r}"
+            )
+    _check_registered(cfg)
+    data = cfg.data
+    if data.num_samples % 2:
+        raise ConfigError(
+            "data.num_samples must be even so that every model trains on exactly N/2 samples; "
+            f"got {data.num_samples}"
+        )
+    dup, copies = data.duplicated_samples, data.duplicates
+    if not 0 <= dup <= data.num_samples or dup % 2:
+        raise ConfigError(
+            f"data.duplicated_samples must be even and in [0, num_samples={data.num_samples}] "
+            f"(half of them train each model); got {dup}"
+        )
+    if copies < 1 or (copies > 1) != (dup > 0):
+        raise ConfigError(
+            "set data.duplicated_samples > 0 and data.duplicates > 1 together (or neither); "
+            f"got duplicated_samples={dup}, duplicates={copies}"
+        )
+    if cfg.model.embed_dim % cfg.model.num_heads:
+        raise ConfigError(
+            f"model.embed_dim ({cfg.model.embed_dim}) must be divisible by "
+            f"model.num_heads ({cfg.model.num_heads})"
+        )
+    if cfg.train.batch_size > data.num_samples // 2:
+        raise ConfigError(
+            f"train.batch_size ({cfg.train.batch_size}) exceeds the IN set per model "
+            f"(num_samples/2 = {data.num_samples // 2})"
+        )
+    _check_targets(cfg)
+
+
+def _check_registered(cfg: ExperimentConfig) -> None:
+    from seqmia_jax.data import DATASETS
+    from seqmia_jax.models import MODELS
+
+    for dotted, kind, registry in (
+        ("data.name", "dataset", DATASETS),
+        ("model.name", "model", MODELS),
+    ):
+        if _get(cfg, dotted) not in registry:
+            raise ConfigError(
+                f"unknown {kind} {_get(cfg, dotted)!r} ({dotted}); known: "
+                + ", ".join(registry.names())
+            )
+
+
+def _check_targets(cfg: ExperimentConfig) -> None:
+    s = cfg.num_shadow_models
+    targets = parse_targets(cfg.attack.targets)
+    if isinstance(targets, int) and not 1 <= targets <= s:
+        raise ConfigError(f"attack.targets={targets} (the first K models) must be in [1, S={s}]")
+    if isinstance(targets, list) and not all(0 <= t < s for t in targets):
+        raise ConfigError(f"attack.targets must lie in [0, S={s}); got {cfg.attack.targets!r}")
+    if cfg.attack.num_shadows and not (
+        cfg.attack.num_shadows % 2 == 0 and 2 <= cfg.attack.num_shadows <= s - 2
+    ):  # as membership.shadow_subset requires: whole complementary pairs besides the target's
+        raise ConfigError(
+            f"attack.num_shadows must be 0 (all) or even in [2, S-2={s - 2}]; "
+            f"got {cfg.attack.num_shadows}"
+        )
