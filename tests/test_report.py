@@ -12,7 +12,8 @@ from seqmia_jax.attacks.runner import run_attacks
 from seqmia_jax.config import DataConfig
 from seqmia_jax.data import load_dataset, make_dataset
 from seqmia_jax.evaluation.metrics import roc_curve, tpr_at_fpr
-from seqmia_jax.report import leakage, loss_gap, print_summary, roc, summary, write_report
+from seqmia_jax.report import leakage, loss_gap, roc, summary, summary_text, write_report
+from tests.synthetic import balanced_keep
 
 EVIDENCE = "seq:cov=diag,evidence=true"
 ATTACKS = ["lira", EVIDENCE]
@@ -22,9 +23,7 @@ NUM_MODELS, NUM_SAMPLES = 8, 40
 def write_workdir(path: Path, seq_len: int, *, seed: int = 0, mask: bool = False) -> tuple:
     """Synthetic balanced membership and per-token losses where members have lower loss."""
     rng = np.random.default_rng(seed)
-    keep_SxN = np.zeros((NUM_MODELS, NUM_SAMPLES), bool)
-    for n in range(NUM_SAMPLES):
-        keep_SxN[rng.permutation(NUM_MODELS)[: NUM_MODELS // 2], n] = True
+    keep_SxN = balanced_keep(rng, NUM_MODELS, NUM_SAMPLES)
     shape = (NUM_MODELS, NUM_SAMPLES, seq_len)
     loss = np.abs(rng.gamma(2.0, 1.0, shape) - 0.7 * keep_SxN[..., None]) + 0.01
     loss = loss.astype(np.float32)
@@ -163,7 +162,7 @@ def test_roc_grid_matches_tpr_at_fpr():
 def test_print_summary(tmp_path):
     write_workdir(tmp_path, 8)
     results = run_attacks(tmp_path, ["lira", "loss"], 4, bootstrap=0)
-    text = print_summary(results)
+    text = summary_text(results)
     lines = text.splitlines()
     assert lines[0].split() == ["attack", "AUC", "TPR@1e-02", "TPR@1e-03", "TPR@1e-04"]
     assert [line.split()[0] for line in lines[2:4]] == ["lira", "loss"]
