@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
 from seqmia_jax.attacks import runner
@@ -94,3 +96,46 @@ def test_changed_attack_settings_are_refused_with_the_differences(audited, tmp_p
     changed = tiny_config(**{"attack.attacks": ATTACKS, "attack.bootstrap": 7})
     with pytest.raises(WorkdirError, match=r"different attack settings \(bootstrap\)"):
         run_audit(changed, path)
+
+
+def _truncate_data_files(step_dir: Path) -> None:
+    """A damaged step: every array data file of the checkpoint cut to half its size."""
+    for data in step_dir.rglob("d/*"):
+        if data.is_file():
+            data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_and_resumes_to_the_same_result(tmp_path):
+    from seqmia_jax.ensemble.train import load_params, train
+
+    cfg = tiny_config(**{"train.epochs": 3})  # 12 steps, checkpoints every 4
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    train(cfg, whole)
+    train(cfg, broken, stop_after_steps=8)
+    steps = sorted(int(p.name) for p in (broken / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [4, 8]
+    _truncate_data_files(broken / "checkpoints" / "8")
+    summary = train(cfg, broken)  # falls back to step 4 and finishes
+    assert summary["finished"] and summary["step"] == 12
+    assert [p.name.split("-")[0] for p in (broken / "checkpoints.corrupt").iterdir()] == ["8"]
+    from seqmia_jax.data import load_dataset
+
+    dataset = load_dataset(cfg.data)
+    _, want = load_params(cfg, whole, dataset)
+    _, got = load_params(cfg, broken, dataset)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # A damaged FINAL checkpoint is never replaced by an older one for scoring.
+    _truncate_data_files(broken / "checkpoints" / "12")
+    with pytest.raises(WorkdirError, match=r"final checkpoint \(step 12\) .* cannot be read"):
+        load_params(cfg, broken, dataset)
+
+
+def test_a_corrupt_train_done_is_one_line(tmp_path):
+    from seqmia_jax.ensemble.train import train
+
+    cfg = tiny_config()
+    train(cfg, tmp_path)
+    (tmp_path / "train_done.json").write_text("{not json")
+    with pytest.raises(WorkdirError, match="train_done.json is corrupt"):
+        train(cfg, tmp_path)

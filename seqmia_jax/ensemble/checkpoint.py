@@ -2,20 +2,28 @@
 
 Saves are asynchronous: training continues while the previous state is
 written. Orbax writes into a temporary directory and renames it when complete,
-so a run killed mid-save resumes from the last complete checkpoint. In a
-multi-process run every process calls save and restore collectively.
+so a run killed mid-save resumes from the last complete checkpoint. A step
+that was completed but later damaged (a truncated file, a bad disk) is moved
+aside to ``<checkpoints>.corrupt/`` and the newest intact one is used instead:
+``restore_newest_intact``. In a multi-process run every process calls save
+and restore collectively.
 """
 
+import time
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+
+from seqmia_jax import processes
 
 
 class EnsembleCheckpointer:
     """Thin wrapper over ``ocp.CheckpointManager`` for one pytree per step."""
 
     def __init__(self, directory: Path, max_to_keep: int = 2, async_save: bool = True):
+        self._directory = Path(directory).absolute()
         self._manager = ocp.CheckpointManager(
             Path(directory).absolute(),
             options=ocp.CheckpointManagerOptions(
@@ -36,6 +44,36 @@ class EnsembleCheckpointer:
         """Restores ``step`` into the structure, dtypes and shardings of ``like``."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def restore_newest_intact(self, like) -> tuple[int, object]:
+        """(step, state) of the newest checkpoint that restores; (0, None) if there is none.
+
+        Any failure to read a step makes that step unusable, whatever orbax or
+        tensorstore raises for it; the work directory's config was checked
+        before (``Workdir.bind``), so a mismatch of structure is not the cause.
+        """
+        self._manager.reload()
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                return step, self.restore(step, like)
+            except Exception as error:  # noqa: BLE001  (see the docstring)
+                aside = self._directory.with_name(self._directory.name + ".corrupt")
+                target = aside / f"{step}-{int(time.time())}"
+                logging.warning(
+                    "checkpoint step %d in %s cannot be read (%s: %s); moved to %s, "
+                    "falling back to the previous step",
+                    step,
+                    self._directory,
+                    type(error).__name__,
+                    str(error).splitlines()[0][:200] if str(error) else "",
+                    target,
+                )
+                if processes.is_primary():
+                    aside.mkdir(exist_ok=True)
+                    (self._directory / str(step)).rename(target)
+                processes.barrier(f"checkpoint.aside.{step}")
+                self._manager.reload()
+        return 0, None
 
     def close(self) -> None:
         self._manager.wait_until_finished()

@@ -24,7 +24,7 @@ from seqmia_jax.data import Dataset, load_dataset, training_copies
 from seqmia_jax.ensemble import lift, memory, sharding, steps
 from seqmia_jax.ensemble.checkpoint import EnsembleCheckpointer
 from seqmia_jax.models import build_model
-from seqmia_jax.workdir import Workdir, holds_lock, write_json
+from seqmia_jax.workdir import Workdir, WorkdirError, holds_lock, read_json, write_json
 
 
 class TrainingError(RuntimeError):
@@ -163,7 +163,7 @@ def train(
     dataset = dataset or load_dataset(cfg.data)
     wd.bind(cfg, dataset.fingerprint)
     if wd.train_done.exists():
-        summary = json.loads(wd.train_done.read_text())
+        summary = read_json(wd.train_done)
         logging.info(
             "training already finished in %s (step %d): nothing to do", wd.path, summary["step"]
         )
@@ -179,9 +179,9 @@ def train(
     graphdef, state = init_ensemble(cfg, dataset, mesh, tx)
 
     ckpt = EnsembleCheckpointer(wd.checkpoints)
-    step = ckpt.latest_step() or 0
+    step, restored = ckpt.restore_newest_intact(state)
     if step:
-        state = ckpt.restore(step, state)
+        state = restored
         if processes.is_primary():
             _truncate_metrics(wd.metrics, step)
         logging.info("resuming from the checkpoint at step %d of %d", step, total)
@@ -277,8 +277,16 @@ def load_params(cfg: ExperimentConfig, workdir: str | Path, dataset: Dataset, me
         ).total_steps,
     )
     graphdef, like = init_ensemble(cfg, dataset, mesh, tx)
+    final = int(read_json(wd.train_done)["step"])
     ckpt = EnsembleCheckpointer(wd.checkpoints)
-    step = ckpt.latest_step()
-    state = ckpt.restore(step, like)
-    ckpt.close()
+    try:
+        state = ckpt.restore(final, like)
+    except Exception as error:  # noqa: BLE001  (any failure to read it: one message)
+        raise WorkdirError(
+            f"the final checkpoint (step {final}) in {wd.checkpoints} cannot be read "
+            f"({type(error).__name__}); delete {wd.train_done.name} and re-run training, "
+            "which resumes from the newest intact checkpoint"
+        ) from None
+    finally:
+        ckpt.close()
     return graphdef, state["params"]
