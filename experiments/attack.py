@@ -14,9 +14,10 @@ from absl import app, flags
 
 from seqmia_jax import launch
 from seqmia_jax.attacks.base import AttackInputError
-from seqmia_jax.attacks.runner import results_table_markdown, run_attacks
+from seqmia_jax.attacks.runner import run_attacks
 from seqmia_jax.attacks.specs import split_specs
 from seqmia_jax.config import AttackConfig, parse_targets
+from seqmia_jax.report.table import results_table_markdown
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory with stats/.", required=True)
 _ATTACKS = flags.DEFINE_string("attacks", "", "';'-separated attack specs; empty = defaults.")

@@ -12,7 +12,7 @@ from ml_collections import config_flags
 from seqmia_jax import launch
 from seqmia_jax.config import from_config_dict
 from seqmia_jax.data import load_dataset
-from seqmia_jax.report import print_summary, write_report
+from seqmia_jax.report import summary_text, write_report
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.", required=True)
@@ -26,7 +26,7 @@ def main(argv):
         cfg = from_config_dict(_CONFIG.value)
         paths = write_report(_WORKDIR.value, load_dataset(cfg.data), overwrite=_OVERWRITE.value)
         results = json.loads((Path(_WORKDIR.value) / "results" / "results.json").read_text())
-        print(print_summary(results))
+        print(summary_text(results))
         print("\n".join(f"{name}: {path}" for name, path in paths.items()))
 
     launch.run_cleanly(report)

@@ -13,7 +13,7 @@ from ml_collections import config_flags
 from seqmia_jax import launch
 from seqmia_jax.config import from_config_dict
 from seqmia_jax.pipeline import run_audit
-from seqmia_jax.report import print_summary
+from seqmia_jax.report import summary_text
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
 _WORKDIR = flags.DEFINE_string(
@@ -31,7 +31,7 @@ def main(argv):
         out = run_audit(from_config_dict(_CONFIG.value), workdir, overwrite=_OVERWRITE.value)
         if out["results"] is None:  # not process 0 of a multi-process run
             return
-        print(print_summary(out["results"]))
+        print(summary_text(out["results"]))
         print(
             f"\nReport: {Path(workdir) / 'results'}  (stage seconds: "
             + ", ".join(f"{k} {v:.0f}" for k, v in out["seconds"].items())

@@ -1,5 +1,6 @@
 """The attack stage end to end: work-directory loading, validation, results files, CLI."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,21 +11,30 @@ import numpy as np
 import pytest
 
 from seqmia_jax.attacks import ATTACKS, AttackInputError, AttackOutput, runner, specs
+from seqmia_jax.attacks.base import AttackOptions, register_attack
 from seqmia_jax.attacks.runner import load_inputs, run_attacks, subsample_models
+from seqmia_jax.report.table import results_table_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = ["loss", "zlib", "mink:k=0.5", "minkpp", "refcal", "rmia"]
 
 
-@ATTACKS.register("_test_evidence")
-def _evidence_attack(inputs, targets_T, *, scale: float = 1.0):
-    """Per-token -loss as evidence, summing to the score."""
-    evidence_TxNxL = -scale * np.asarray(inputs.stats["loss"][targets_T], np.float64)
-    return AttackOutput(evidence_TxNxL.sum(axis=2), evidence_TxNxL, {"scale": scale})
+@dataclasses.dataclass(frozen=True)
+class _EvidenceOptions(AttackOptions):
+    scale: float = 1.0
+    evidence: bool = False
 
 
-@ATTACKS.register("_test_nan")
-def _nan_attack(inputs, targets_T):
+@register_attack("_test_evidence", _EvidenceOptions)
+def _evidence_attack(inputs, targets_T, opt):
+    """Per-token -loss as evidence (when asked for), summing to the score."""
+    evidence_TxNxL = -opt.scale * np.asarray(inputs.stats["loss"][targets_T], np.float64)
+    evidence = evidence_TxNxL if opt.evidence else None
+    return AttackOutput(evidence_TxNxL.sum(axis=2), evidence, {"scale": opt.scale})
+
+
+@register_attack("_test_nan")
+def _nan_attack(inputs, targets_T, opt):
     """LOSS with NaN scores for sample 0."""
     scores_TxN = -np.asarray(inputs.stats["loss"][targets_T], np.float64).mean(axis=2)
     scores_TxN[:, 0] = np.nan
@@ -113,7 +123,7 @@ def test_end_to_end_writes_results(tmp_path):
     assert evidence.dtype == np.float32
     np.testing.assert_allclose(evidence, -2 * loss[:3], rtol=1e-6)
     table = (out / "results.md").read_text()
-    assert table == runner.results_table_markdown(results)
+    assert table == results_table_markdown(results)
     assert "`mink:k=0.5`" in table and "†" in table  # 1e-4 is unresolved with ~90 negatives
 
 
@@ -154,7 +164,7 @@ def test_default_set_skips_absent_inputs_but_explicit_fails(tmp_path, monkeypatc
     assert list(results["attacks"]) == ["loss"]
     assert set(results["skipped"]) == {"zlib", "minkpp", "not_registered"}
     assert "std_logp" in results["skipped"]["minkpp"]
-    assert "Skipped `zlib`" in runner.results_table_markdown(results)
+    assert "Skipped `zlib`" in results_table_markdown(results)
     with pytest.raises(AttackInputError, match="text"):
         run_attacks(tmp_path, ["zlib"], 2, overwrite=True)
     with pytest.raises(AttackInputError, match="std_logp"):

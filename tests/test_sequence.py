@@ -177,7 +177,7 @@ def test_bad_options_raise():
     x, keep, mask = _random_inputs(6, False)
     inputs = AttackInputs({"logit": x}, keep, mask)
     for bad in [
-        {"cov": "full"},
+        {"cov": "banded"},
         {"marginal": "empirical", "cov": "pooled"},
         {"shrinkage": 1.5},
         {"shrinkage": "ridge"},

@@ -22,30 +22,30 @@ every ranking, and are never zero-filled. Higher score = more likely a member.
 Only ``refcal`` and ``rmia`` use shadows; the others read the target's row.
 """
 
+import dataclasses
 import zlib
+from typing import Literal
 
 import numpy as np
 from scipy.special import logsumexp
 
-from seqmia_jax.attacks.base import ATTACKS, AttackInputError, AttackInputs, AttackOutput
+from seqmia_jax.attacks import common
+from seqmia_jax.attacks.base import (
+    AttackInputError,
+    AttackInputs,
+    AttackOptions,
+    AttackOutput,
+    NoOptions,
+    option,
+    register_attack,
+)
 
 _STD_FLOOR = 1e-6  # Min-K%++: a degenerate predictive distribution has std 0
 
 
 def _mask(inputs: AttackInputs) -> np.ndarray:
     """The presence mask N x L (all True if none was given)."""
-    loss = inputs.stats["loss"]
-    if inputs.mask_NxL is None:
-        return np.ones(loss.shape[1:], dtype=bool)
-    return np.asarray(inputs.mask_NxL, dtype=bool)
-
-
-def _stat(inputs: AttackInputs, name: str, attack: str) -> np.ndarray:
-    if name not in inputs.stats:
-        raise AttackInputError(
-            f"attack {attack!r} needs the statistic {name!r} (stats/{name}.npy), which is missing"
-        )
-    return inputs.stats[name]
+    return common.presence_mask(inputs.mask_NxL, *inputs.stats["loss"].shape[1:])
 
 
 def _row(stat_SxNxL: np.ndarray, model: int) -> np.ndarray:
@@ -78,14 +78,13 @@ def _lowest_fraction_mean(values_NxL: np.ndarray, mask_NxL: np.ndarray, k: float
     return np.take_along_axis(cumsum_NxL, (count_N - 1)[:, None], axis=1)[:, 0] / count_N
 
 
-def _check_fraction(k: float, attack: str) -> float:
-    if not 0.0 < float(k) <= 1.0:
-        raise AttackInputError(f"attack {attack!r}: option k must be in (0, 1], got {k}")
-    return float(k)
+@dataclasses.dataclass(frozen=True)
+class MinKOptions(AttackOptions):
+    k: float = option(0.2, check=lambda k: 0.0 < k <= 1.0, rule="in (0, 1]")  # fraction of tokens
 
 
-@ATTACKS.register("loss")
-def loss_attack(inputs: AttackInputs, targets_T: np.ndarray) -> AttackOutput:
+@register_attack("loss")
+def loss_attack(inputs: AttackInputs, targets_T: np.ndarray, opt: NoOptions) -> AttackOutput:
     """LOSS: minus the mean per-token loss of the target model."""
     mask_NxL = _mask(inputs)
     present_N = mask_NxL.sum(axis=1)
@@ -100,8 +99,8 @@ def zlib_bits(text: list[bytes] | tuple[bytes, ...]) -> np.ndarray:
     return 8.0 * np.array([len(zlib.compress(bytes(sample))) for sample in text], dtype=np.float64)
 
 
-@ATTACKS.register("zlib")
-def zlib_attack(inputs: AttackInputs, targets_T: np.ndarray) -> AttackOutput:
+@register_attack("zlib")
+def zlib_attack(inputs: AttackInputs, targets_T: np.ndarray, opt: NoOptions) -> AttackOutput:
     """zlib ratio: minus the target's total loss in bits over the zlib entropy in bits."""
     if inputs.text is None:
         raise AttackInputError(
@@ -123,10 +122,10 @@ def zlib_attack(inputs: AttackInputs, targets_T: np.ndarray) -> AttackOutput:
     return AttackOutput(scores_TxN)
 
 
-@ATTACKS.register("mink")
-def mink_attack(inputs: AttackInputs, targets_T: np.ndarray, *, k: float = 0.2) -> AttackOutput:
+@register_attack("mink", MinKOptions)
+def mink_attack(inputs: AttackInputs, targets_T: np.ndarray, opt: MinKOptions) -> AttackOutput:
     """Min-K%: the mean of the lowest k fraction of the target's per-token log-probs."""
-    k = _check_fraction(k, "mink")
+    k = opt.k
     mask_NxL = _mask(inputs)
     scores_TxN = np.stack(
         [_lowest_fraction_mean(-_row(inputs.stats["loss"], t), mask_NxL, k) for t in targets_T]
@@ -134,12 +133,12 @@ def mink_attack(inputs: AttackInputs, targets_T: np.ndarray, *, k: float = 0.2) 
     return AttackOutput(scores_TxN, diagnostics={"k": k})
 
 
-@ATTACKS.register("minkpp")
-def minkpp_attack(inputs: AttackInputs, targets_T: np.ndarray, *, k: float = 0.2) -> AttackOutput:
+@register_attack("minkpp", MinKOptions)
+def minkpp_attack(inputs: AttackInputs, targets_T: np.ndarray, opt: MinKOptions) -> AttackOutput:
     """Min-K%++: Min-K% over log-probs standardized by the model's own predictive moments."""
-    k = _check_fraction(k, "minkpp")
-    mean_SxNxL = _stat(inputs, "mean_logp", "minkpp")
-    std_SxNxL = _stat(inputs, "std_logp", "minkpp")
+    k = opt.k
+    mean_SxNxL = common.statistic(inputs, "minkpp", "mean_logp")
+    std_SxNxL = common.statistic(inputs, "minkpp", "std_logp")
     mask_NxL = _mask(inputs)
     rows, floored = [], 0
     for t in targets_T:
@@ -165,8 +164,8 @@ def _out_counts(keep_SxN: np.ndarray, targets_T: np.ndarray, attack: str) -> Non
             )
 
 
-@ATTACKS.register("refcal")
-def refcal_attack(inputs: AttackInputs, targets_T: np.ndarray) -> AttackOutput:
+@register_attack("refcal")
+def refcal_attack(inputs: AttackInputs, targets_T: np.ndarray, opt: NoOptions) -> AttackOutput:
     """Reference calibration: mean OUT-shadow loss minus the target loss (leave-one-out)."""
     keep_SxN = np.asarray(inputs.keep_SxN, dtype=bool)
     _out_counts(keep_SxN, targets_T, "refcal")
@@ -182,18 +181,18 @@ def refcal_attack(inputs: AttackInputs, targets_T: np.ndarray) -> AttackOutput:
     return AttackOutput(np.stack(rows))
 
 
-@ATTACKS.register("rmia")
-def rmia_attack(
-    inputs: AttackInputs,
-    targets_T: np.ndarray,
-    *,
-    gamma: float = 1.0,
-    mode: str = "online",
-    a: float = 0.3,
-    population: str = "out",
-    num_population: int = 0,
-    seed: int = 0,
-) -> AttackOutput:
+@dataclasses.dataclass(frozen=True)
+class RmiaOptions(AttackOptions):
+    gamma: float = option(1.0, check=lambda gamma: gamma > 0.0, rule="> 0")
+    mode: Literal["online", "offline"] = "online"
+    a: float = option(0.3, check=lambda a: 0.0 <= a <= 1.0, rule="in [0, 1]")  # offline correction
+    population: Literal["out", "all"] = "out"
+    num_population: int = option(0, check=lambda n: n >= 0, rule=">= 0")  # 0: all
+    seed: int = 0  # of the population subset
+
+
+@register_attack("rmia", RmiaOptions)
+def rmia_attack(inputs: AttackInputs, targets_T: np.ndarray, opt: RmiaOptions) -> AttackOutput:
     """RMIA (Zarifzadeh et al. 2024) on sequence probabilities p(x) = exp(-total loss).
 
     ratio(x) = log p(x | target) - log Pr(x), where Pr(x) averages p(x | s) over
@@ -210,22 +209,13 @@ def rmia_attack(
     correction's constant (1 - a) / 2 dominates Pr(x) unless a is near 1, and
     offline RMIA then ranks like LOSS.
     """
-    if mode not in ("online", "offline"):
-        raise AttackInputError(f"attack 'rmia': mode must be 'online' or 'offline', got {mode!r}")
-    if population not in ("out", "all"):
-        raise AttackInputError(
-            f"attack 'rmia': population must be 'out' or 'all', got {population!r}"
-        )
-    if gamma <= 0 or not 0.0 <= a <= 1.0 or num_population < 0:
-        raise AttackInputError(
-            f"attack 'rmia': need gamma > 0, 0 <= a <= 1, num_population >= 0; got gamma={gamma}, "
-            f"a={a}, num_population={num_population}"
-        )
+    gamma, mode, a, population = opt.gamma, opt.mode, opt.a, opt.population
+    num_population = opt.num_population
     keep_SxN = np.asarray(inputs.keep_SxN, dtype=bool)
     if mode == "offline":
         _out_counts(keep_SxN, targets_T, "rmia")
     logp_SxN = -sequence_loss_sums(inputs)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(opt.seed)
     rows = []
     for t in targets_T:
         reference_RxN = np.delete(logp_SxN, t, axis=0)

@@ -19,6 +19,7 @@ marginal, R pooled residual rows.
 """
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -171,8 +172,16 @@ def bucket(n: int) -> int:
 # distribution. Values beyond the knots are clamped to the edge.
 
 
-def fit_marginal(u_RxL, w_RxL, num_knots: int = 512):
-    """Tabulated CDF F_LxG at knots -B_l + j delta_l; returns (F_LxG, bound_L, delta_L)."""
+class Marginal(NamedTuple):
+    """A tabulated marginal per position: CDF F_LxG at knots -B_l + j delta_l."""
+
+    cdf_LxG: jax.Array
+    bound_L: jax.Array
+    delta_L: jax.Array
+
+
+def fit_marginal(u_RxL, w_RxL, num_knots: int = 512) -> Marginal:
+    """The smoothed-histogram marginal of weighted residual rows (weights 0 drop a row)."""
     knots_G = jnp.arange(num_knots, dtype=u_RxL.dtype)
     n_L = jnp.maximum(jnp.sum(w_RxL, axis=0), 1.0)
     mean_L = jnp.sum(w_RxL * u_RxL, axis=0) / n_L
@@ -202,7 +211,7 @@ def fit_marginal(u_RxL, w_RxL, num_knots: int = 512):
     grid_LxG = -bound_L[:, None] + knots_G[None, :] * delta_L[:, None]
     alpha_L = (1.0 / (n_L + 1.0))[:, None]
     gauss = ndtr((grid_LxG - mean_L[:, None]) / sd_L[:, None])
-    return (1.0 - alpha_L) * kde_LxG + alpha_L * gauss, bound_L, delta_L
+    return Marginal((1.0 - alpha_L) * kde_LxG + alpha_L * gauss, bound_L, delta_L)
 
 
 def eval_marginal(cdf_LxG, bound_L, delta_L, u_BxL):

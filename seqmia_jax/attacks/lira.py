@@ -37,44 +37,39 @@ model as the single test model and the others as shadows, in model order:
   the target missing from its side, its plug-in fits are not calibrated.
 """
 
+import dataclasses
 import functools
 import math
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.stats import norm
 
-from seqmia_jax.attacks import gaussian, loo
-from seqmia_jax.attacks.base import ATTACKS, AttackInputError, AttackInputs, AttackOutput
+from seqmia_jax.attacks import common, gaussian, loo
+from seqmia_jax.attacks.base import AttackInputs, AttackOptions, AttackOutput, register_attack
 
-STATISTICS = ("logit", "loss")
-
-
-def parse_options(attack: str, options: dict, spec: dict) -> dict:
-    """Fills defaults; raises AttackInputError on unknown names or values.
-
-    ``spec`` maps name -> (default, allowed values tuple or a predicate).
-    """
-    unknown = sorted(set(options) - set(spec))
-    if unknown:
-        raise AttackInputError(f"{attack}: unknown option(s) {unknown}; known: {sorted(spec)}")
-    out = {}
-    for name, (default, allowed) in spec.items():
-        value = options.get(name, default)
-        ok = allowed(value) if callable(allowed) else value in allowed
-        if not ok:
-            raise AttackInputError(f"{attack}: option {name}={value!r} is not allowed")
-        out[name] = value
-    return out
+Statistic = Literal["logit", "loss"]
+Mode = Literal["online", "offline"]
+Variance = Literal["per_sample", "fixed"]
+OfflineTest = Literal["one_sided", "two_sided"]
 
 
-def statistic_array(inputs: AttackInputs, attack: str, statistic: str) -> np.ndarray:
-    if statistic not in inputs.stats:
-        raise AttackInputError(
-            f"{attack}: statistic {statistic!r} is missing; have {sorted(inputs.stats)}"
-        )
-    return inputs.stats[statistic]
+@dataclasses.dataclass(frozen=True)
+class LiraOptions(AttackOptions):
+    statistic: Statistic = "logit"
+    mode: Mode = "online"
+    variance: Variance = "per_sample"
+    offline_test: OfflineTest = "one_sided"
+
+
+@dataclasses.dataclass(frozen=True)
+class CarliniOptions(AttackOptions):
+    statistic: Statistic = "logit"
+    mode: Mode = "online"
+    fix_variance: bool = False
+    fixed_variance_bug: bool = True  # plot.py's std_out = np.std(dat_in) under fix_variance
 
 
 def sequence_mean(x_SxNxL: np.ndarray, mask_NxL: np.ndarray | None) -> np.ndarray:
@@ -106,14 +101,6 @@ def _floor(var):
     return jnp.maximum(var, 1e-12 * scale)
 
 
-_LIRA_SPEC = {
-    "statistic": ("logit", STATISTICS),
-    "mode": ("online", ("online", "offline")),
-    "variance": ("per_sample", ("per_sample", "fixed")),
-    "offline_test": ("one_sided", ("one_sided", "two_sided")),
-}
-
-
 @functools.partial(jax.jit, static_argnames=("mode", "variance", "offline_test", "direction"))
 def _lira_scores(mode, variance, offline_test, direction, side, center_N, a_TxN, on_in_TxN):
     """Scores of all targets at once (vmapped; T x N is small)."""
@@ -124,9 +111,8 @@ def _lira_scores(mode, variance, offline_test, direction, side, center_N, a_TxN,
         for name, on in (("in", on_in_N), ("out", ~on_in_N)):
             if mode == "offline" and name == "in":
                 continue
-            total, sumsq, count, last = side[name]
-            mu, var, k, _ = loo.loo_moments(total, sumsq, count, last, a[:, None], on)
-            mu, var = mu[:, 0], var[:, 0]
+            mom = common.equal_count_moments(side[name], a[:, None], on)
+            mu, var, k = mom.mu_NxL[:, 0], mom.var_NxL[:, 0], mom.k_N
             if variance == "fixed":
                 var = jnp.full_like(var, _pooled_var(var, k))
             fit[name] = (mu, _floor(var) * (1.0 + 1.0 / k))
@@ -140,35 +126,38 @@ def _lira_scores(mode, variance, offline_test, direction, side, center_N, a_TxN,
     return jax.vmap(one)(a_TxN, on_in_TxN)
 
 
-@ATTACKS.register("lira")
-def lira(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput:
+@register_attack("lira", LiraOptions)
+def lira(inputs: AttackInputs, targets_T: np.ndarray, opt: LiraOptions) -> AttackOutput:
     """Univariate LiRA on the sequence mean (see module docstring)."""
-    opt = parse_options("lira", options, _LIRA_SPEC)
-    x = statistic_array(inputs, "lira", opt["statistic"])
+    x = common.statistic(inputs, "lira", opt.statistic)
     a_SxN = sequence_mean(x, inputs.mask_NxL)
-    direction = 1.0 if opt["statistic"] == "logit" else -1.0
     return AttackOutput(
-        scores_TxN=lira_on_mean(a_SxN, inputs.keep_SxN, targets_T, opt, direction),
-        diagnostics={"equal_count_rule": True, "options": opt},
+        scores_TxN=lira_on_mean(
+            a_SxN, inputs.keep_SxN, targets_T, opt, common.direction(opt.statistic)
+        ),
+        diagnostics={"equal_count_rule": True, "options": opt.as_dict()},
     )
 
 
 def lira_on_mean(
-    a_SxN: np.ndarray, keep_SxN: np.ndarray, targets_T: np.ndarray, opt: dict, direction: float
+    a_SxN: np.ndarray,
+    keep_SxN: np.ndarray,
+    targets_T: np.ndarray,
+    opt: LiraOptions,
+    direction: float,
 ) -> np.ndarray:
-    """Scores T x N of LiRA on one number per model and sample (``mode``, ``variance``,
-    ``offline_test`` from ``opt``); ``direction`` +1 when members score higher."""
+    """Scores T x N of LiRA on one number per model and sample (``opt.statistic`` unused);
+    ``direction`` +1 when members score higher."""
     keep_SxN = np.asarray(keep_SxN, dtype=bool)
     targets_T = np.asarray(targets_T, dtype=np.int64)
     with gaussian.float64_scope():
         stats = loo.collect(np.asarray(a_SxN, dtype=np.float64)[..., None], keep_SxN, None)
-        side = {name: stats.side[name].arrays() for name in ("in", "out")}
         scores = _lira_scores(
-            opt["mode"],
-            opt["variance"],
-            opt["offline_test"],
+            opt.mode,
+            opt.variance,
+            opt.offline_test,
             direction,
-            side,
+            stats.side,
             stats.center_NxL[:, 0],
             jnp.asarray(a_SxN[targets_T]),
             jnp.asarray(keep_SxN[targets_T]),
@@ -180,19 +169,10 @@ def _np_log_normal(x, mu, std):
     return -0.5 * ((x - mu) / std) ** 2 - np.log(std) - 0.5 * math.log(2.0 * math.pi)
 
 
-_CARLINI_SPEC = {
-    "statistic": ("logit", STATISTICS),
-    "mode": ("online", ("online", "offline")),
-    "fix_variance": (False, (False, True)),
-    "fixed_variance_bug": (True, (False, True)),
-}
-
-
-@ATTACKS.register("carlini")
-def carlini(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput:
+@register_attack("carlini", CarliniOptions)
+def carlini(inputs: AttackInputs, targets_T: np.ndarray, opt: CarliniOptions) -> AttackOutput:
     """LiRA exactly as tensorflow/privacy mi_lira_2021/plot.py computes it."""
-    opt = parse_options("carlini", options, _CARLINI_SPEC)
-    a_SxN = sequence_mean(statistic_array(inputs, "carlini", opt["statistic"]), inputs.mask_NxL)
+    a_SxN = sequence_mean(common.statistic(inputs, "carlini", opt.statistic), inputs.mask_NxL)
     keep_SxN = np.asarray(inputs.keep_SxN, dtype=bool)
     num_models, num_samples = keep_SxN.shape
     cols = np.arange(num_samples)
@@ -209,18 +189,18 @@ def carlini(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOut
             dat[side] = a_sh[order, cols]  # size x N
         mean_out = np.median(dat["out"], 0)
         a = a_SxN[t]
-        if opt["mode"] == "online":
+        if opt.mode == "online":
             mean_in = np.median(dat["in"], 0)
-            if opt["fix_variance"]:
+            if opt.fix_variance:
                 std_in = np.std(dat["in"])
-                std_out = np.std(dat["in"] if opt["fixed_variance_bug"] else dat["out"])
+                std_out = np.std(dat["in"] if opt.fixed_variance_bug else dat["out"])
             else:
                 std_in, std_out = np.std(dat["in"], 0), np.std(dat["out"], 0)
             score = _np_log_normal(a, mean_in, std_in + 1e-30) - _np_log_normal(
                 a, mean_out, std_out + 1e-30
             )
         else:
-            std_out = np.std(dat["out"]) if opt["fix_variance"] else np.std(dat["out"], 0)
+            std_out = np.std(dat["out"]) if opt.fix_variance else np.std(dat["out"], 0)
             score = -_np_log_normal(a, mean_out, std_out + 1e-30)
         scores.append(score.astype(np.float64))
-    return AttackOutput(scores_TxN=np.stack(scores), diagnostics={"options": opt})
+    return AttackOutput(scores_TxN=np.stack(scores), diagnostics={"options": opt.as_dict()})

@@ -32,8 +32,9 @@ cancellation in sum-of-squares formulas.
 Masked positions (``mask_NxL`` False) are set to zero after centering and are
 excluded from every model by the callers' masks; they are never scored.
 
-The per-target functions (``loo_moments``, ``subset_weights``) are pure and
-traced inside the attacks' jitted, target-vmapped programs.
+The per-target functions (``common.equal_count_moments`` on these sums,
+``subset_weights``) are pure and traced inside the attacks' jitted,
+target-vmapped programs.
 """
 
 import dataclasses
@@ -42,22 +43,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-@dataclasses.dataclass
-class SideStats:
-    """Sums over the shadows of one side, all models included (centered data)."""
-
-    total_NxL: jax.Array
-    sumsq_NxL: jax.Array
-    count_N: jax.Array
-    last_row_NxL: jax.Array  # row of the designated shadow of this side
-    last_model_N: np.ndarray
-
-    def arrays(self) -> tuple[jax.Array, ...]:
-        return self.total_NxL, self.sumsq_NxL, self.count_N, self.last_row_NxL
+from seqmia_jax.attacks.common import SideStats
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class LooStats:
     """Sufficient statistics of one statistic over all models."""
 
@@ -71,6 +60,10 @@ class LooStats:
     # side's shadows (K = the largest side count, padded rows invalid), so
     # per-target fits touch no rows of the other side.
     side_rows: dict[str, tuple[jax.Array, jax.Array, jax.Array]]
+    # Per-sample covariance models: side -> per-sample sum over the side's
+    # shadows of x x^T (centered), and the centered rows of every model.
+    cross_NxLxL: dict[str, jax.Array] | None = None
+    rows_NxSxL: jax.Array | None = None
 
 
 def designated_shadows(keep_SxN: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -100,7 +93,7 @@ def _chunk_sums(x_SxCxL, keep_SxC, mask_CxL, chosen_in_C, chosen_out_C):
         s, x_CxL, keep_C = inputs
         xc = jnp.where(mask_CxL, x_CxL.astype(jnp.float64) - center_CxL, 0.0)
         out = []
-        for (tot, sq, last), on_C, last_C in zip(
+        for (tot, sq, designated), on_C, chosen_C in zip(
             carry, (keep_C, ~keep_C), (chosen_in_C, chosen_out_C)
         ):
             on = on_C[:, None]
@@ -108,7 +101,7 @@ def _chunk_sums(x_SxCxL, keep_SxC, mask_CxL, chosen_in_C, chosen_out_C):
                 (
                     tot + jnp.where(on, xc, 0.0),
                     sq + jnp.where(on, xc * xc, 0.0),
-                    jnp.where((last_C == s)[:, None], xc, last),
+                    jnp.where((chosen_C == s)[:, None], xc, designated),
                 )
             )
         return tuple(out), None
@@ -117,8 +110,8 @@ def _chunk_sums(x_SxCxL, keep_SxC, mask_CxL, chosen_in_C, chosen_out_C):
     models = jnp.arange(x_SxCxL.shape[0])
     sides, _ = jax.lax.scan(add_centered, init, (models, x_SxCxL, keep_SxC))
     out = [center_CxL]
-    for (tot, sq, last), on_SxC in zip(sides, (keep_SxC, ~keep_SxC)):
-        out += [tot, sq, jnp.sum(on_SxC, axis=0).astype(jnp.float64), last]
+    for (tot, sq, designated), on_SxC in zip(sides, (keep_SxC, ~keep_SxC)):
+        out += [tot, sq, jnp.sum(on_SxC, axis=0).astype(jnp.float64), designated]
     return out
 
 
@@ -129,14 +122,32 @@ def subset_indices(num_samples: int, cov_samples: int) -> np.ndarray:
     return np.unique(np.linspace(0, num_samples - 1, cov_samples).round().astype(np.int64))
 
 
+@jax.jit
+def _chunk_cross(x_SxCxL, keep_SxC, center_CxL, mask_CxL):
+    """Per side and sample the sum over the side's shadows of x x^T, and the rows C x S x L."""
+    xc = jnp.where(mask_CxL, x_SxCxL.astype(jnp.float64) - center_CxL, 0.0)
+    cross = {}
+    for side, on_SxC in (("in", keep_SxC), ("out", ~keep_SxC)):
+        cross[side] = jnp.einsum("scl,scm->clm", jnp.where(on_SxC[..., None], xc, 0.0), xc)
+    return cross, jnp.swapaxes(xc, 0, 1)
+
+
 def collect(
     x_SxNxL: np.ndarray,
     keep_SxN: np.ndarray,
     mask_NxL: np.ndarray | None,
     cov_samples: int | None = None,
     chunk_bytes: int = 1 << 28,
+    *,
+    sample_cross: bool = False,
+    sample_rows: bool = False,
 ) -> LooStats:
-    """Streams over samples and returns the sufficient statistics (call in float64 scope)."""
+    """Streams over samples and returns the sufficient statistics (call in float64 scope).
+
+    ``cov_samples`` also gathers the covariance subset; ``sample_cross`` the
+    per-sample cross-products (N x L x L per side) and ``sample_rows`` the
+    centered rows N x S x L, which per-sample covariance models need.
+    """
     num_models, num_samples, length = x_SxNxL.shape
     keep_SxN = np.asarray(keep_SxN, dtype=bool)
     if mask_NxL is None:
@@ -160,10 +171,9 @@ def collect(
         cat = parts[0]
     else:
         cat = [jnp.concatenate([p[i] for p in parts], axis=0) for i in range(len(parts[0]))]
-    last_in, last_out = chosen["in"], chosen["out"]
     side = {
-        "in": SideStats(cat[1], cat[2], cat[3], cat[4], last_in),
-        "out": SideStats(cat[5], cat[6], cat[7], cat[8], last_out),
+        "in": SideStats(cat[1], cat[2], cat[3], cat[4], jnp.asarray(chosen["in"])),
+        "out": SideStats(cat[5], cat[6], cat[7], cat[8], jnp.asarray(chosen["out"])),
     }
     mask = jnp.asarray(mask_NxL)
     sub_idx_M = np.arange(0) if cov_samples is None else subset_indices(num_samples, cov_samples)
@@ -188,7 +198,17 @@ def collect(
                 jnp.asarray(valid_KxM),
                 x_sub[jnp.asarray(models_KxM), jnp.asarray(cols_M)[None, :]],
             )
-    return LooStats(cat[0], mask, side, sub_idx_M, x_sub, gram, side_rows)
+    cross, rows = None, None
+    if sample_cross:
+        parts = []
+        step = max(1, chunk_bytes // (8 * length * (2 * num_models + 2 * length)))
+        for n0 in range(0, num_samples, step):
+            n1 = min(num_samples, n0 + step)
+            x = np.ascontiguousarray(x_SxNxL[:, n0:n1])
+            parts.append(_chunk_cross(x, keep_SxN[:, n0:n1], cat[0][n0:n1], mask[n0:n1]))
+        cross = {s: jnp.concatenate([p[0][s] for p in parts]) for s in ("in", "out")}
+        rows = jnp.concatenate([p[1] for p in parts]) if sample_rows else None
+    return LooStats(cat[0], mask, side, sub_idx_M, x_sub, gram, side_rows, cross, rows)
 
 
 @jax.jit
@@ -208,22 +228,7 @@ def target_row(x_SxNxL: np.ndarray, t: int, stats: LooStats) -> jax.Array:
     return jnp.where(stats.mask_NxL, row - stats.center_NxL, 0.0)
 
 
-def loo_moments(total_NxL, sumsq_NxL, count_N, last_row_NxL, x_t_NxL, target_on_side_N):
-    """Mean and ddof=1 variance of one side after the equal-count removal.
-
-    Pure (traced inside the attacks' jitted programs). Returns mu_NxL, var_NxL
-    (unfloored, >= 0), k_N (shadows used), removed_NxL.
-    """
-    removed_NxL = jnp.where(target_on_side_N[:, None], x_t_NxL, last_row_NxL)
-    k_N = count_N - 1.0
-    s = total_NxL - removed_NxL
-    mu_NxL = s / k_N[:, None]
-    ss = sumsq_NxL - removed_NxL**2 - s * mu_NxL
-    var_NxL = jnp.maximum(ss, 0.0) / jnp.maximum(k_N - 1.0, 1.0)[:, None]
-    return mu_NxL, var_NxL, k_N, removed_NxL
-
-
-def subset_weights(models_KxM, valid_KxM, target_on_side_M, t, last_model_M):
+def subset_weights(models_KxM, valid_KxM, target_on_side_M, t, designated_model_M):
     """0/1 float weights of a side's subset rows (``LooStats.side_rows``) for target t (pure)."""
-    removed_M = jnp.where(target_on_side_M, t, last_model_M)
+    removed_M = jnp.where(target_on_side_M, t, designated_model_M)
     return (valid_KxM & (models_KxM != removed_M[None, :])).astype(jnp.float64)

@@ -38,14 +38,22 @@ so that members score higher (w carries the sign of delta), so the offline
 one-sided test needs no statistic-specific direction.
 """
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmia_jax.attacks import gaussian, lira
-from seqmia_jax.attacks.base import ATTACKS, AttackInputError, AttackInputs, AttackOutput
+from seqmia_jax.attacks import blocks, common, gaussian, lira
+from seqmia_jax.attacks.base import (
+    AttackInputError,
+    AttackInputs,
+    AttackOptions,
+    AttackOutput,
+    option,
+    register_attack,
+)
 
 _TOKEN_IDS = 256  # one bin per byte value
 _DIAGNOSTIC_BINS = 64  # beyond this many bins, only nonempty bins are reported
@@ -56,35 +64,32 @@ _BY = tuple(
     for mask in range(1, 2 ** len(_FEATURES))
 )
 
-_SPEC = {
-    "statistic": ("logit", lira.STATISTICS),
-    "bins": (16, lambda v: isinstance(v, int) and v >= 1),
-    "by": ("difficulty", _BY),
-    "mode": ("online", ("online", "offline")),
-    "variance": ("per_sample", ("per_sample", "fixed")),
-    "offline_test": ("one_sided", ("one_sided", "two_sided")),
-}
+
+@dataclasses.dataclass(frozen=True)
+class ProfileOptions(AttackOptions):
+    statistic: lira.Statistic = "logit"
+    bins: int = option(16, check=lambda bins: bins >= 1, rule=">= 1")  # difficulty bins
+    by: str = option("difficulty", choices=lambda: _BY)  # token feature(s) of the profile
+    mode: lira.Mode = "online"
+    variance: lira.Variance = "per_sample"
+    offline_test: lira.OfflineTest = "one_sided"
+
+    def lira(self) -> lira.LiraOptions:
+        """The options of the LiRA fit on the projected mean."""
+        return lira.LiraOptions(self.statistic, self.mode, self.variance, self.offline_test)
 
 
-@jax.jit
-def _side_sums(x_SxNxL, on_SxN):
-    """Sum and sum of squares (N x L) of one side over all models."""
-    on = on_SxN[..., None]
-    return jnp.sum(jnp.where(on, x_SxNxL, 0.0), 0), jnp.sum(jnp.where(on, x_SxNxL**2, 0.0), 0)
+_side_sums = jax.jit(common.side_sums)
 
 
-@functools.partial(jax.jit, static_argnames=("bins", "by"))
 def _weights(bins, by, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL):
     """w_NxL fitted without the target (row x_t, IN where on_in_N), and per-bin profile."""
-    moments = []
-    for (total, sumsq), count, on_N in zip(sums, counts, (on_in_N, ~on_in_N)):
-        drop = on_N[:, None]
-        total = total - jnp.where(drop, x_t_NxL, 0.0)
-        sumsq = sumsq - jnp.where(drop, x_t_NxL**2, 0.0)
-        k = (count - on_N)[:, None].astype(total.dtype)
-        mean = total / k
-        moments.append((total, mean, (sumsq - k * mean * mean) / (k - 1.0)))
-    (total_in, mean_in, var_in), (total_out, mean_out, var_out) = moments
+    (total_in, mom_in), (total_out, mom_out) = (
+        common.target_removed_moments(total, sumsq, count, x_t_NxL, on_N)
+        for (total, sumsq), count, on_N in zip(sums, counts, (on_in_N, ~on_in_N))
+    )
+    mean_in, var_in = mom_in.mu_NxL, mom_in.var_NxL
+    mean_out, var_out = mom_out.mu_NxL, mom_out.var_NxL
     num_others_N = counts[0] + counts[1] - 1
     feature_NxL = (total_in + total_out) / num_others_N[:, None]
     features, profile, bin_NxL, num_bins = by.split("+"), {}, 0, 1
@@ -136,28 +141,31 @@ def _summary(profile: dict) -> dict:
     return {k: v.tolist() for k, v in out.items()}
 
 
+@functools.partial(jax.jit, static_argnames=("bins", "by"))
+def _weights_block(bins, by, sums, counts, x_BxNxL, on_in_BxN, mask_NxL, token_NxL):
+    """``_weights`` of a block of targets."""
+
+    def one(x_t_NxL, on_in_N):
+        return _weights(bins, by, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL)
+
+    return blocks.over_targets(one, x_BxNxL, on_in_BxN)
+
+
 @jax.jit
 def _project(x_SxNxL, weight_NxL):
     return jnp.einsum("snl,nl->sn", x_SxNxL, weight_NxL) / x_SxNxL.shape[2]
 
 
-@ATTACKS.register("profile")
-def profile(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOutput:
+@register_attack("profile", ProfileOptions)
+def profile(inputs: AttackInputs, targets_T: np.ndarray, opt: ProfileOptions) -> AttackOutput:
     """LiRA on the profile-weighted sequence mean (see module docstring)."""
-    opt = lira.parse_options("profile", options, _SPEC)
-    x = lira.statistic_array(inputs, "profile", opt["statistic"])
+    x = common.statistic(inputs, "profile", opt.statistic)
     keep_SxN = np.asarray(inputs.keep_SxN, dtype=bool)
     _, num_samples, length = x.shape
-    mask_NxL = (
-        np.ones((num_samples, length), dtype=bool)
-        if inputs.mask_NxL is None
-        else np.asarray(inputs.mask_NxL, dtype=bool)
-    )
+    mask_NxL = common.presence_mask(inputs.mask_NxL, num_samples, length)
     counts = (keep_SxN.sum(0), (~keep_SxN).sum(0))
     token_NxL = (
-        _token_ids(inputs, opt["by"], num_samples, length)
-        if "token" in opt["by"].split("+")
-        else None
+        _token_ids(inputs, opt.by, num_samples, length) if "token" in opt.by.split("+") else None
     )
     targets_T = np.asarray(targets_T, dtype=np.int64)
     for t in targets_T:
@@ -166,19 +174,25 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, **options) -> AttackOut
                 "profile: every sample needs at least 2 IN and 2 OUT shadows besides the target"
             )
     scores, first_profile = [], None
+    block, _ = blocks.block_sizes(len(targets_T), 8 * num_samples * length, 1)
     with gaussian.float64_scope():
         x_dev = jnp.asarray(np.asarray(x, dtype=np.float64))
         keep_dev, mask_dev = jnp.asarray(keep_SxN), jnp.asarray(mask_NxL)
         token_dev = None if token_NxL is None else jnp.asarray(token_NxL)
         sums = (_side_sums(x_dev, keep_dev), _side_sums(x_dev, ~keep_dev))
         counts_dev = tuple(jnp.asarray(c) for c in counts)
-        for t in targets_T:
-            weight_NxL, prof = _weights(
-                opt["bins"], opt["by"], sums, counts_dev, x_dev[t], keep_dev[t], mask_dev, token_dev
+        for _, real, tb in blocks.target_blocks(targets_T, block):
+            weight_BxNxL, prof = _weights_block(
+                opt.bins, opt.by, sums, counts_dev, x_dev[tb], keep_dev[tb], mask_dev, token_dev
             )
-            a_SxN = np.asarray(_project(x_dev, weight_NxL))
-            scores.append(lira.lira_on_mean(a_SxN, keep_SxN, np.array([t]), opt, 1.0)[0])
+            for i, t in enumerate(real):
+                a_SxN = np.asarray(_project(x_dev, weight_BxNxL[i]))
+                scores.append(lira.lira_on_mean(a_SxN, keep_SxN, np.array([t]), opt.lira(), 1.0)[0])
             if first_profile is None:
-                first_profile = _summary(prof)
-    diagnostics = {"options": opt, "equal_count_rule": True, "profile_first_target": first_profile}
+                first_profile = _summary(jax.tree.map(lambda v: v[0], prof))
+    diagnostics = {
+        "options": opt.as_dict(),
+        "equal_count_rule": True,
+        "profile_first_target": first_profile,
+    }
     return AttackOutput(scores_TxN=np.stack(scores), diagnostics=diagnostics)

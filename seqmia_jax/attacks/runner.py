@@ -9,9 +9,8 @@ in ``run_attacks``), ``results.md``, ``targets.npy``, ``scores/<safe>.npy``
 evidence attack.
 """
 
-import inspect
+import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from seqmia_jax.attacks.base import ATTACKS, AttackInputError, AttackInputs
+from seqmia_jax.attacks.base import ATTACKS, Attack, AttackInputError, AttackInputs, AttackOptions
 from seqmia_jax.attacks.inputs import (  # noqa: F401  (re-exported)
     MIN_MODELS,
     MIN_PER_SIDE,
@@ -32,32 +31,19 @@ from seqmia_jax.attacks.inputs import (  # noqa: F401  (re-exported)
 )
 from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, parse_spec, safe_name, split_specs
 from seqmia_jax.evaluation.metrics import DEFAULT_FPRS, evaluate
+from seqmia_jax.report.table import results_table_markdown
 from seqmia_jax.workdir import json_ready
 
 
-def _resolve_attack(spec: str):
-    """The registered function of a spec and its options, checked against its signature."""
+def _resolve_attack(spec: str) -> tuple[Attack, AttackOptions]:
+    """The registered attack of a spec and its parsed, checked options."""
     name, options = parse_spec(spec)
     if name not in ATTACKS:
         raise AttackInputError(
             f"unknown attack {name!r} in spec {spec!r}; known: {', '.join(ATTACKS.names())}"
         )
-    fn = ATTACKS.get(name)
-    params = list(inspect.signature(fn).parameters.values())[2:]
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        known = [p.name for p in params]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise AttackInputError(
-                f"attack {name!r} (spec {spec!r}): unknown option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(known) or 'none'}"
-            )
-    return fn, options
-
-
-def _supports_evidence(fn) -> bool:
-    """Whether an attack takes ``evidence=True`` (declared by a ``supports_evidence`` attribute)."""
-    return getattr(fn, "supports_evidence", False) or "evidence" in inspect.signature(fn).parameters
+    attack = ATTACKS.get(name)
+    return attack, attack.parse(options)
 
 
 def score_attacks(
@@ -113,12 +99,12 @@ def score_attacks(
         "skipped": skipped,
     }
     all_scores, evidence = {}, None
-    for spec, (fn, options) in resolved.items():
+    for spec, (attack, opt) in resolved.items():
         start = time.perf_counter()
-        if spec == evidence_attack and _supports_evidence(fn):
-            options = {**options, "evidence": True}  # only this attack pays for evidence
+        if spec == evidence_attack and attack.evidence:
+            opt = dataclasses.replace(opt, evidence=True)  # only this attack pays for evidence
         try:
-            output = fn(inputs, targets_T, **options)
+            output = attack.run(inputs, targets_T, opt)
         except AttackInputError as err:
             if explicit:
                 raise
@@ -210,48 +196,3 @@ def run_attacks(
     tmp.replace(out / "results.json")
     (out / "results.md").write_text(results_table_markdown(results))
     return results
-
-
-def _fmt(value: float | None, digits: int) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _with_ci(value: float | None, ci: Sequence[float | None], digits: int) -> str:
-    lo, hi = ci if ci else (None, None)
-    if lo is None or hi is None:
-        return _fmt(value, digits)
-    return f"{_fmt(value, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
-
-
-def results_table_markdown(results: dict) -> str:
-    """A markdown table: one row per attack, AUC and TPR at each FPR with 95% CIs."""
-    attacks = results.get("attacks", {})
-    if not attacks:
-        return "No attack results.\n"
-    fpr_keys = sorted(next(iter(attacks.values()))["tpr_at_fpr"], key=float, reverse=True)
-    header = ["attack", "AUC [95% CI]"] + [f"TPR@{key} [95% CI]" for key in fpr_keys] + ["s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    unresolved = False
-    for spec, entry in attacks.items():
-        cells = [f"`{spec}`", _with_ci(entry["auc"], entry.get("auc_ci"), 3)]
-        for key in fpr_keys:
-            point = entry["tpr_at_fpr"][key]
-            cell = _with_ci(point["tpr"], point.get("ci"), 4)
-            if not point["resolved"]:
-                cell += " †"
-                unresolved = True
-            cells.append(cell)
-        cells.append(_fmt(entry.get("seconds"), 2))
-        lines.append("| " + " | ".join(cells) + " |")
-    first = next(iter(attacks.values()))
-    negatives = first["tpr_at_fpr"][fpr_keys[0]]["num_negatives"]
-    lines.append("")
-    lines.append(
-        f"{negatives} negatives (non-member target/sample pairs) over "
-        f"{len(results.get('targets', []))} targets; TPR@f is resolved only with at least 1/f."
-    )
-    if unresolved:
-        lines.append("† unresolved: fewer than 1/f negatives, so one false positive exceeds f.")
-    for spec, reason in results.get("skipped", {}).items():
-        lines.append(f"Skipped `{spec}`: {reason}")
-    return "\n".join(lines) + "\n"

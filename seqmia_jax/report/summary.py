@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqmia_jax.report.table import fmt
+
 _CHUNK_ELEMENTS = 1 << 24  # the loss gap reads the S x N x L memmap in blocks of about this size
 
 
@@ -92,7 +94,7 @@ def header_markdown(results: dict, gap: dict | None, loss_path: Path | None = No
     return "\n".join(lines) + "\n"
 
 
-def print_summary(results: dict) -> str:
+def summary_text(results: dict) -> str:
     """A compact plain-text table of the attacks (AUC, TPR at each FPR) for stdout."""
     attacks = results.get("attacks", {})
     if not attacks:
@@ -102,12 +104,12 @@ def print_summary(results: dict) -> str:
     rows = []
     unresolved = False
     for spec, entry in attacks.items():
-        cells = [spec, _num(entry.get("auc"), 3)]
+        cells = [spec, fmt(entry.get("auc"), 3)]
         for key in keys:
             point = entry["tpr_at_fpr"][key]
             mark = "" if point.get("resolved", True) else "†"
             unresolved |= bool(mark)
-            cells.append(_num(point.get("tpr"), 4) + mark)
+            cells.append(fmt(point.get("tpr"), 4) + mark)
         rows.append(cells)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
@@ -123,7 +125,3 @@ def print_summary(results: dict) -> str:
     for spec in results.get("skipped", {}):
         out.append(f"skipped: {spec}")
     return "\n".join(out) + "\n"
-
-
-def _num(value: float | None, digits: int) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from seqmia_jax.attacks.runner import results_table_markdown
 from seqmia_jax.attacks.specs import parse_spec
 from seqmia_jax.data.base import Dataset
 from seqmia_jax.report import leakage, roc, summary
+from seqmia_jax.report.table import results_table_markdown
 
 MARKER = "report.json"
 _REPORT_FILES = ("roc.png", "leakage.html", "leakage.png", MARKER)

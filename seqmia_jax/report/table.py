@@ -1,0 +1,56 @@
+"""The results table of an attack run (results.md), one row per attack.
+
+Legend: T targets, N samples.
+
+The attack stage writes this table to ``results/results.md``; the report
+stage prefixes it with a header (``summary.header_markdown``).
+"""
+
+import math
+from collections.abc import Sequence
+
+
+def fmt(value: float | None, digits: int) -> str:
+    """A number with ``digits`` decimals, or an en dash when it is missing or not finite."""
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _with_ci(value: float | None, ci: Sequence[float | None], digits: int) -> str:
+    lo, hi = ci if ci else (None, None)
+    if lo is None or hi is None:
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+
+
+def results_table_markdown(results: dict) -> str:
+    """A markdown table: one row per attack, AUC and TPR at each FPR with 95% CIs."""
+    attacks = results.get("attacks", {})
+    if not attacks:
+        return "No attack results.\n"
+    fpr_keys = sorted(next(iter(attacks.values()))["tpr_at_fpr"], key=float, reverse=True)
+    header = ["attack", "AUC [95% CI]"] + [f"TPR@{key} [95% CI]" for key in fpr_keys] + ["s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    unresolved = False
+    for spec, entry in attacks.items():
+        cells = [f"`{spec}`", _with_ci(entry["auc"], entry.get("auc_ci"), 3)]
+        for key in fpr_keys:
+            point = entry["tpr_at_fpr"][key]
+            cell = _with_ci(point["tpr"], point.get("ci"), 4)
+            if not point["resolved"]:
+                cell += " †"
+                unresolved = True
+            cells.append(cell)
+        cells.append(fmt(entry.get("seconds"), 2))
+        lines.append("| " + " | ".join(cells) + " |")
+    first = next(iter(attacks.values()))
+    negatives = first["tpr_at_fpr"][fpr_keys[0]]["num_negatives"]
+    lines.append("")
+    lines.append(
+        f"{negatives} negatives (non-member target/sample pairs) over "
+        f"{len(results.get('targets', []))} targets; TPR@f is resolved only with at least 1/f."
+    )
+    if unresolved:
+        lines.append("† unresolved: fewer than 1/f negatives, so one false positive exceeds f.")
+    for spec, reason in results.get("skipped", {}).items():
+        lines.append(f"Skipped `{spec}`: {reason}")
+    return "\n".join(lines) + "\n"
