@@ -40,7 +40,7 @@ def test_membership_is_not_trivially_structured():
         ({"num_shadow_models": 7}, "must be even"),
         ({"data.name": "no_such_data"}, "unknown dataset"),
         ({"data.seq_len": 10**7}, "seq_len"),
-        ({"data.num_samples": 63}, None),
+        ({"data.num_samples": 63}, "data.num_samples must be even"),
         ({"model.embed_dim": 31}, "divisible"),
         ({"train.strategy": "fast"}, "strategy"),
     ],
