@@ -24,42 +24,29 @@ target's fit:
   Gaussian model with independent positions, before any attack is fitted.
 - ``cross_sample``: for text, how much of a sample's OUT variance is explained
   by how many of its n-grams a shadow saw in *other* IN samples.
+
+Every per-side mean and variance comes from ``attacks.common.side_moments``
+(all shadows of a side, ddof=1), the helper the attacks share.
 """
 
-import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 from scipy import optimize, special
 
 from seqmia_jax import membership
+from seqmia_jax.attacks.common import SideMoments, side_moments
+
+Moments = Mapping[str, SideMoments]  # side ("in", "out") -> moments over all its shadows
 
 
-@dataclasses.dataclass(frozen=True)
-class Moments:
-    """Per-sample, per-position IN and OUT means, variances and counts."""
-
-    mean_in_NxL: np.ndarray
-    mean_out_NxL: np.ndarray
-    var_in_NxL: np.ndarray
-    var_out_NxL: np.ndarray
-    k_in_N: np.ndarray
-    k_out_N: np.ndarray
+def _noise(m: Moments) -> np.ndarray:
+    """Estimation noise of the per-token IN - OUT shift: var_in / k_in + var_out / k_out."""
+    return m["in"].var_NxL / m["in"].k_N[:, None] + m["out"].var_NxL / m["out"].k_N[:, None]
 
 
-def moments(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, chunk: int = 2048) -> Moments:
-    """IN/OUT moments over all shadows (ddof=1), streamed over N."""
-    num_models, num_samples, seq_len = stats_SxNxL.shape
-    out = {k: np.empty((num_samples, seq_len)) for k in ("mi", "mo", "vi", "vo")}
-    for lo in range(0, num_samples, chunk):
-        x = np.asarray(stats_SxNxL[:, lo : lo + chunk], np.float64)
-        w_in = keep_SxN[:, lo : lo + chunk, None].astype(np.float64)
-        for side, w in (("i", w_in), ("o", 1.0 - w_in)):
-            k = w.sum(0)
-            m = (w * x).sum(0) / k
-            out[f"m{side}"][lo : lo + chunk] = m
-            out[f"v{side}"][lo : lo + chunk] = (w * (x - m) ** 2).sum(0) / (k - 1)
-    k_in = keep_SxN.sum(0).astype(np.float64)
-    return Moments(out["mi"], out["mo"], out["vi"], out["vo"], k_in, num_models - k_in)
+def _shift(m: Moments) -> np.ndarray:
+    return m["in"].mu_NxL - m["out"].mu_NxL
 
 
 def _pooled_correlation(
@@ -89,8 +76,7 @@ def correlation_summary(corr_LxL: np.ndarray) -> dict:
 
 
 def shift_snr(m: Moments) -> dict:
-    d = m.mean_in_NxL - m.mean_out_NxL
-    noise = m.var_in_NxL / m.k_in_N[:, None] + m.var_out_NxL / m.k_out_N[:, None]
+    d, noise = _shift(m), _noise(m)
     # Spread of shifts across tokens within a sample (the sample's mean shift removed):
     # that is what per-token modelling must estimate beyond univariate LiRA.
     d_within = d - d.mean(1, keepdims=True)
@@ -108,9 +94,9 @@ def shift_snr(m: Moments) -> dict:
 
 
 def shift_profile(m: Moments, bins: int = 10) -> dict:
-    d = (m.mean_in_NxL - m.mean_out_NxL).ravel()
-    level = m.mean_out_NxL.ravel()
-    sd_out = np.sqrt(m.var_out_NxL).ravel()
+    d = _shift(m).ravel()
+    level = m["out"].mu_NxL.ravel()
+    sd_out = np.sqrt(m["out"].var_NxL).ravel()
     edges = np.quantile(level, np.linspace(0, 1, bins + 1))
     which = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, bins - 1)
     rows = [
@@ -160,9 +146,8 @@ def cross_sample_leakage(
     c_SxN = np.asarray((shared @ keep_SxN.T.astype(np.float64)).T)
     a_SxN = np.asarray(stats_SxNxL, np.float64).mean(-1)
     out = ~keep_SxN
-    k = out.sum(0)
-    a_c = np.where(out, a_SxN - (a_SxN * out).sum(0) / k, 0.0)
-    c_c = np.where(out, c_SxN - (c_SxN * out).sum(0) / k, 0.0)
+    a_c = np.where(out, a_SxN - side_moments(a_SxN[..., None], keep_SxN)["out"].mu_NxL[:, 0], 0.0)
+    c_c = np.where(out, c_SxN - side_moments(c_SxN[..., None], keep_SxN)["out"].mu_NxL[:, 0], 0.0)
     sxy, sxx, syy = (a_c * c_c).sum(), (c_c**2).sum(), (a_c**2).sum()
     has_overlap = (shared.sum(1).A1 > 0).mean()
     return {
@@ -184,11 +169,10 @@ def in_mixture(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray) -> dict:
     leave nothing for a mixture model of IN to capture.
     """
     a_SxN = np.asarray(stats_SxNxL, np.float64).mean(-1)
+    m = side_moments(a_SxN[..., None], keep_SxN)
     report = {}
     for name, on in (("in", keep_SxN), ("out", ~keep_SxN)):
-        k = on.sum(0)
-        mean = (a_SxN * on).sum(0) / k
-        sd = np.sqrt((((a_SxN - mean) ** 2) * on).sum(0) / (k - 1))
+        mean, sd = m[name].mu_NxL[:, 0], np.sqrt(m[name].var_NxL[:, 0])
         z = ((a_SxN - mean) / np.maximum(sd, 1e-12))[on]
         report[name] = {
             "skewness": float(np.mean(z**3)),
@@ -228,9 +212,8 @@ def population_tpr(dprime2_N: np.ndarray, fpr: float) -> float:
 
 def _half_shifts(x_SxNxL, keep_SxN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-token IN - OUT mean shifts, the mean of both sides' variances, the shifts' noise."""
-    m = moments(x_SxNxL, keep_SxN)
-    noise = m.var_in_NxL / m.k_in_N[:, None] + m.var_out_NxL / m.k_out_N[:, None]
-    return m.mean_in_NxL - m.mean_out_NxL, 0.5 * (m.var_in_NxL + m.var_out_NxL), noise
+    m = side_moments(x_SxNxL, keep_SxN)
+    return _shift(m), 0.5 * (m["in"].var_NxL + m["out"].var_NxL), _noise(m)
 
 
 def _dprime2(half_a, half_b) -> tuple[np.ndarray, np.ndarray]:
@@ -310,13 +293,13 @@ def diagnose(
     max_corr_samples: int = 2000,
 ) -> dict:
     """All diagnostics of one statistic."""
-    m = moments(stats_SxNxL, keep_SxN)
+    m = side_moments(stats_SxNxL, keep_SxN)
     report = {
         "correlation_out": correlation_summary(
-            _pooled_correlation(stats_SxNxL, keep_SxN, m.mean_out_NxL, False, max_corr_samples)
+            _pooled_correlation(stats_SxNxL, keep_SxN, m["out"].mu_NxL, False, max_corr_samples)
         ),
         "correlation_in": correlation_summary(
-            _pooled_correlation(stats_SxNxL, keep_SxN, m.mean_in_NxL, True, max_corr_samples)
+            _pooled_correlation(stats_SxNxL, keep_SxN, m["in"].mu_NxL, True, max_corr_samples)
         ),
         "shift_snr": shift_snr(m),
         "shift_profile": shift_profile(m),
