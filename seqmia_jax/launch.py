@@ -7,6 +7,7 @@ TPU-pod or Kubernetes environments; ``--coordinator_address`` with
 several CPU processes on localhost).
 """
 
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -99,12 +100,50 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, WorkdirError, TrainingError, AttackInputError, FileExistsError)
 
 
+# Faults of the disk or the file system that a message can explain in one line.
+_DISK_ERRORS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def disk_fault(error: BaseException) -> str | None:
+    """A one-line cause if ``error`` (or one it was raised from) is a disk or permission fault.
+
+    Libraries (orbax, tensorstore, numpy) wrap the OSError, so the chain of causes
+    is searched, and a wrapped message that only names the errno is recognized too.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _DISK_ERRORS:
+            where = f": {error.filename}" if error.filename else ""
+            return f"{_DISK_ERRORS[error.errno]}{where}"
+        text = str(error)
+        for code, cause in _DISK_ERRORS.items():
+            if code in (errno.ENOSPC, errno.EROFS, errno.EDQUOT) and (os.strerror(code) in text):
+                return f"{cause} ({text.splitlines()[0][:200]})"
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def run_cleanly(fn: Callable[[], object]) -> None:
-    """Runs ``fn``; a user error prints one clear message and exits with status 2."""
+    """Runs ``fn``; a user error or a disk fault prints one clear message and exits with 2."""
     try:
         fn()
     except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:
+        cause = disk_fault(e)
+        if cause is None:
+            raise
+        print(
+            f"error: {cause}; nothing complete was lost, re-run once it is fixed", file=sys.stderr
+        )
         sys.exit(2)
 
 

@@ -17,6 +17,8 @@ In a multi-process run every process scores its own models; the statistics
 are gathered to every process and process 0 alone writes them.
 """
 
+import errno
+import os
 import time
 from pathlib import Path
 
@@ -65,12 +67,24 @@ def make_scorer(graphdef: nnx.GraphDef, mesh, strategy: str):
     return lift.over_models(one_model, mesh, strategy, in_axes=(0, None))
 
 
+def _reserve(path: Path) -> None:
+    """Allocates the file's blocks now: a full disk is then an OSError here, not a
+    SIGBUS later when a page of the (sparse) memory map is written."""
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate here
+                raise
+
+
 def _open_stats(stats_dir: Path, shape: tuple[int, int, int], fresh: bool) -> dict[str, np.memmap]:
     out = {}
     for name in STATISTICS:
         path = stats_dir / f"{name}.npy"
         if fresh or not path.exists():
             out[name] = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+            _reserve(path)
         else:
             out[name] = np.load(path, mmap_mode="r+")
             if out[name].shape != shape:

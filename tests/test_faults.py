@@ -1,6 +1,7 @@
 """Fault and concurrency guarantees of the work directory: the writer lock, results
 that an audit never replaces unless asked, and refusals that name the cause."""
 
+import errno
 import os
 import shutil
 import subprocess
@@ -139,3 +140,43 @@ def test_a_corrupt_train_done_is_one_line(tmp_path):
     (tmp_path / "train_done.json").write_text("{not json")
     with pytest.raises(WorkdirError, match="train_done.json is corrupt"):
         train(cfg, tmp_path)
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "stats/loss.npy")
+
+
+def test_a_full_disk_while_scoring_is_one_line_and_the_rerun_recovers(
+    audited, tmp_path, monkeypatch, capsys
+):
+    from seqmia_jax import launch
+    from seqmia_jax.scoring import score
+
+    cfg, _ = audited
+    path = _copy(audited, tmp_path)
+    shutil.rmtree(path / "stats")
+    train_done = (path / "train_done.json").read_bytes()
+    monkeypatch.setattr(os, "posix_fallocate", _enospc)
+    with pytest.raises(SystemExit) as exit_info:
+        launch.run_cleanly(lambda: score(cfg, path))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no space left on device: stats/loss.npy") and "\n" not in err
+    assert (path / "train_done.json").read_bytes() == train_done  # nothing complete lost
+    monkeypatch.undo()
+    assert score(cfg, path)["shape"] == [8, 64, 32]
+
+
+def test_disk_faults_are_found_inside_wrapped_errors():
+    from seqmia_jax.launch import disk_fault
+
+    try:
+        try:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), "/ro/config.json")
+        except OSError as inner:
+            raise RuntimeError("orbax: save failed") from inner
+    except RuntimeError as outer:
+        assert disk_fault(outer) == "read-only file system: /ro/config.json"
+    wrapped = ValueError(f"tensorstore: write failed: [Errno 28] {os.strerror(errno.ENOSPC)}")
+    assert disk_fault(wrapped).startswith("no space left on device (")
+    assert disk_fault(ValueError("a plain bug")) is None
