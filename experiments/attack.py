@@ -10,7 +10,7 @@ contains commas. Without --attacks the default set runs, skipping attacks
 whose inputs are absent. Bad inputs print one message and exit with status 2.
 """
 
-from absl import app, flags
+from absl import flags
 
 from seqmia_jax import launch
 from seqmia_jax.attacks.base import AttackInputError
@@ -57,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run_main(main)

@@ -6,8 +6,7 @@ python -m experiments.benchmark --quick   # small sizes, under two minutes on tw
 
 import json
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from seqmia_jax import launch
 from seqmia_jax.attacks.specs import split_specs
@@ -16,7 +15,7 @@ from seqmia_jax.perf import benchmark
 from seqmia_jax.perf.table import format_table
 from seqmia_jax.workdir import json_ready
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
+_CONFIG = launch.define_config()
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and few steps (CI smoke run).")
 _OUT = flags.DEFINE_string("out", None, "Write the JSON result here.")
 _PEAK = flags.DEFINE_float("peak_tflops", None, "Peak TFLOP/s per device (default: table).")
@@ -73,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run_main(main)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from seqmia_jax import analysis, launch
 from seqmia_jax.workdir import write_json
@@ -38,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run_main(main)

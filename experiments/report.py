@@ -6,15 +6,14 @@ python -m experiments.report --config=configs/kjv_gpt.py:tiny --workdir=runs/tin
 import json
 from pathlib import Path
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from seqmia_jax import launch
 from seqmia_jax.config import from_config_dict
 from seqmia_jax.data import load_dataset
 from seqmia_jax.report import summary_text, write_report
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
+_CONFIG = launch.define_config()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.", required=True)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing report.")
 
@@ -33,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run_main(main)

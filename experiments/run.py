@@ -7,15 +7,14 @@ python -m experiments.run --config=configs/digits_pixel.py  # -> runs/digits_pix
 
 from pathlib import Path
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from seqmia_jax import launch
 from seqmia_jax.config import from_config_dict
 from seqmia_jax.pipeline import run_audit
 from seqmia_jax.report import summary_text
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
+_CONFIG = launch.define_config()
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Work directory (default: runs/<config name>[_<arg>])."
 )
@@ -42,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run_main(main)

@@ -5,14 +5,13 @@ python -m experiments.sweep --config=configs/kjv_gpt.py --workdir=runs/kjv_gpt_s
 
 import importlib.util
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from seqmia_jax import launch
 from seqmia_jax.config import ConfigError
 from seqmia_jax.sweep import run_sweep
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
+_CONFIG = launch.define_config()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory.", required=True)
 
 
@@ -38,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run_main(main)

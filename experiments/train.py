@@ -3,14 +3,13 @@
 python -m experiments.train --config=configs/kjv_gpt.py:tiny --workdir=runs/tiny
 """
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from seqmia_jax import launch
 from seqmia_jax.config import from_config_dict
 from seqmia_jax.ensemble.train import train
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/kjv_gpt.py", "Config file[:arg].")
+_CONFIG = launch.define_config()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.", required=True)
 
 
@@ -21,4 +20,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run_main(main)

@@ -147,6 +147,61 @@ def run_cleanly(fn: Callable[[], object]) -> None:
         sys.exit(2)
 
 
+def define_config(default: str = "configs/kjv_gpt.py"):
+    """``--config=configs/<name>.py[:arg]`` with ``--config.<field>=`` overrides.
+
+    ml_collections loads the default and applies command-line overrides while
+    the flag is defined, so a typo there would be a chain of three tracebacks;
+    here it is one line.
+    """
+    from ml_collections import config_flags
+
+    try:
+        return config_flags.DEFINE_config_file("config", default, "Config file[:arg].")
+    except Exception as e:  # noqa: BLE001  (whatever the config file or override raised)
+        _exit_with(e)
+
+
+def run_main(main: Callable) -> None:
+    """``app.run(main)`` with flag and config-file errors reported in one line."""
+    app.run(main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        rest = flags.FLAGS(argv)
+        if "config" in flags.FLAGS:
+            # A config file that failed to load raises on first use: make that here.
+            hasattr(flags.FLAGS["config"].value, "to_dict")
+        return rest
+    except Exception as e:  # noqa: BLE001
+        _exit_with(e)
+
+
+def _one_line(error: BaseException) -> str:
+    """The message that explains a chain of exceptions, on one line."""
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    texts = [str(e).replace("\\n", " ").replace("\\'", "'") for e in chain]
+    for text in texts:
+        if "Did you mean" in text:  # ml_collections' suggestion for an unknown field
+            field = text.split("Did you mean")[0].strip(" '\"\n")
+            hint = "Did you mean" + text.split("Did you mean")[1].rstrip("'\"")
+            return f"unknown config field '{field.strip(chr(39))}'. {hint}"
+    for line in (line.strip() for text in texts for line in text.splitlines()):
+        if line.startswith("[Errno"):  # e.g. the config file that does not exist
+            return line
+    plain = [t for t in texts if t.strip() and "Traceback" not in t]
+    return (plain[-1] if plain else texts[0]).strip().splitlines()[0]
+
+
+def _exit_with(error: BaseException):
+    print(f"error: {_one_line(error)}", file=sys.stderr)
+    sys.exit(2)
+
+
 def config_path_and_arg(flag_name: str = "config") -> tuple[str, str]:
     """The config file path and its ``:arg`` from a DEFINE_config_file flag."""
     from ml_collections import config_flags

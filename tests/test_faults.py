@@ -180,3 +180,34 @@ def test_disk_faults_are_found_inside_wrapped_errors():
     wrapped = ValueError(f"tensorstore: write failed: [Errno 28] {os.strerror(errno.ENOSPC)}")
     assert disk_fault(wrapped).startswith("no space left on device (")
     assert disk_fault(ValueError("a plain bug")) is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--config.train.epoch=3"],
+            "error: unknown config field 'epoch'. Did you mean \"epochs\"",
+        ),
+        (["--config=configs/kjv_gpt.py:tinyy"], "error: unknown config argument 'tinyy'"),
+        (
+            ["--config=configs/nope.py"],
+            "error: [Errno 2] No such file or directory: 'configs/nope.py'",
+        ),
+        (["--config.train.epochs=0"], "error: train.epochs must be >= 1; got 0"),
+        (["--nosuchflag"], "error: Unknown command line flag 'nosuchflag'"),
+    ],
+)
+def test_command_line_mistakes_are_one_line_and_write_nothing(tmp_path, argv, message):
+    workdir = tmp_path / "wd"
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.train", f"--workdir={workdir}", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(("error", "Trace"))]
+    assert errors == [errors[0]] and errors[0].startswith(message), proc.stderr[-2000:]
+    assert not workdir.exists()
