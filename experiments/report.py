@@ -3,7 +3,6 @@
 python -m experiments.report --config=configs/kjv_gpt.py:tiny --workdir=runs/tiny
 """
 
-import json
 from pathlib import Path
 
 from absl import flags
@@ -12,6 +11,7 @@ from seqmia_jax import launch
 from seqmia_jax.config import from_config_dict
 from seqmia_jax.data import load_dataset
 from seqmia_jax.report import summary_text, write_report
+from seqmia_jax.workdir import Workdir, WorkdirError, read_json
 
 _CONFIG = launch.define_config()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.", required=True)
@@ -23,8 +23,14 @@ def main(argv):
 
     def report():
         cfg = from_config_dict(_CONFIG.value)
-        paths = write_report(_WORKDIR.value, load_dataset(cfg.data), overwrite=_OVERWRITE.value)
-        results = json.loads((Path(_WORKDIR.value) / "results" / "results.json").read_text())
+        dataset = load_dataset(cfg.data)
+        # The report pairs scores with samples: both must come from this config.
+        Workdir(_WORKDIR.value).check(cfg, dataset.fingerprint)
+        try:
+            paths = write_report(_WORKDIR.value, dataset, overwrite=_OVERWRITE.value)
+        except (ValueError, FileNotFoundError) as error:  # the writer's documented refusals
+            raise WorkdirError(str(error)) from None
+        results = read_json(Path(_WORKDIR.value) / "results" / "results.json")
         print(summary_text(results))
         print("\n".join(f"{name}: {path}" for name, path in paths.items()))
 

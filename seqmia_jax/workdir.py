@@ -228,8 +228,7 @@ class Workdir:
         directory, and after a barrier every process checks the same config.json,
         so a mismatch fails everywhere instead of leaving some processes waiting.
         """
-        # Compare what a JSON round trip keeps (tuples become lists).
-        new = json.loads(json.dumps({"config": to_dict(cfg), "dataset": fingerprint}, default=str))
+        new = _record(cfg, fingerprint)
         if processes.is_primary():
             self.path.mkdir(parents=True, exist_ok=True)
             if not self.config_json.exists():
@@ -238,6 +237,21 @@ class Workdir:
                     {**new, "versions": _versions(), "git": _git_hash(), "created": time.time()},
                 )
         processes.barrier("workdir.bind")
+        self._compare(new)
+
+    def check(self, cfg: ExperimentConfig, fingerprint: dict) -> None:
+        """Checks, creating nothing, that this existing directory was made for ``cfg``.
+
+        Stages that only read what earlier stages wrote (the report) call it, so
+        they never pair this run's scores with another config's samples.
+        """
+        if not self.config_json.exists():
+            raise WorkdirError(
+                f"{self.path} is not a work directory: {self.config_json} is missing"
+            )
+        self._compare(_record(cfg, fingerprint))
+
+    def _compare(self, new: dict) -> None:
         old = read_json(self.config_json)
         if "config" not in old or "dataset" not in old:
             raise WorkdirError(f"{self.config_json} is corrupt: no 'config' or 'dataset' entry")
@@ -259,3 +273,8 @@ class Workdir:
                 + "\n".join(diffs)
                 + "\nUse a new --workdir, or delete this one to start over."
             )
+
+
+def _record(cfg: ExperimentConfig, fingerprint: dict) -> dict:
+    """What config.json stores of a run, as a JSON round trip keeps it (tuples become lists)."""
+    return json.loads(json.dumps({"config": to_dict(cfg), "dataset": fingerprint}, default=str))

@@ -211,3 +211,25 @@ def test_command_line_mistakes_are_one_line_and_write_nothing(tmp_path, argv, me
     errors = [line for line in proc.stderr.splitlines() if line.startswith(("error", "Trace"))]
     assert errors == [errors[0]] and errors[0].startswith(message), proc.stderr[-2000:]
     assert not workdir.exists()
+
+
+def test_the_report_refuses_another_config_and_names_the_difference(audited, tmp_path):
+    path = _copy(audited, tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.report",
+            "--config=configs/kjv_gpt.py:tiny",
+            "--config.data.seed=5",  # other samples: the leakage view would show wrong text
+            f"--workdir={path}",
+            "--overwrite",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "was made with a different config or dataset" in proc.stderr
+    assert "data.seed: 0 in the work directory, 5 now" in proc.stderr
