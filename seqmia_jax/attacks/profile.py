@@ -36,6 +36,14 @@ projects every model's statistic, the target's included, with the same
 weights, and LiRA's own fits then follow the equal-count rule. A is oriented
 so that members score higher (w carries the sign of delta), so the offline
 one-sided test needs no statistic-specific direction.
+
+Evidence (``evidence=True``, for the leakage report): per target t,
+e[n, l] = w[n, l] (x_t[n, l] - m[n, l]) / (L sd[n]), where m is the mean of
+x over sample n's OUT shadows other than t and sd the ddof=1 standard
+deviation of A over those shadows. It sums over l to z = (A_t - mean OUT A) /
+sd, the target's projection in OUT standard deviations, which the LiRA fit
+then scores; the weights are shared by a bin's tokens, so no single token's
+tiny variance can dominate it.
 """
 
 import dataclasses
@@ -73,6 +81,7 @@ class ProfileOptions(AttackOptions):
     mode: lira.Mode = "online"
     variance: lira.Variance = "per_sample"
     offline_test: lira.OfflineTest = "one_sided"
+    evidence: bool = False  # per-position terms of the standardized projection (see docstring)
 
     def lira(self) -> lira.LiraOptions:
         """The options of the LiRA fit on the projected mean."""
@@ -156,6 +165,18 @@ def _project(x_SxNxL, weight_NxL):
     return jnp.einsum("snl,nl->sn", x_SxNxL, weight_NxL) / x_SxNxL.shape[2]
 
 
+@jax.jit
+def _evidence(x_SxNxL, weight_NxL, a_SxN, out_SxN, t):
+    """e_NxL of target t (``out_SxN``: OUT shadows of each sample, without t)."""
+    out = out_SxN.astype(x_SxNxL.dtype)
+    k_N = out.sum(0)
+    mean_NxL = jnp.einsum("sn,snl->nl", out, x_SxNxL) / k_N[:, None]
+    mean_N = (out * a_SxN).sum(0) / k_N
+    sd_N = jnp.sqrt((out * (a_SxN - mean_N[None]) ** 2).sum(0) / (k_N - 1.0))
+    scale_N = x_SxNxL.shape[2] * jnp.maximum(sd_N, 1e-300)
+    return weight_NxL * (x_SxNxL[t] - mean_NxL) / scale_N[:, None]
+
+
 @register_attack("profile", ProfileOptions)
 def profile(inputs: AttackInputs, targets_T: np.ndarray, opt: ProfileOptions) -> AttackOutput:
     """LiRA on the profile-weighted sequence mean (see module docstring)."""
@@ -173,7 +194,7 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, opt: ProfileOptions) ->
             raise AttackInputError(
                 "profile: every sample needs at least 2 IN and 2 OUT shadows besides the target"
             )
-    scores, first_profile = [], None
+    scores, evidence, first_profile = [], [], None
     block, _ = blocks.block_sizes(len(targets_T), 8 * num_samples * length, 1)
     with gaussian.float64_scope():
         x_dev = jnp.asarray(np.asarray(x, dtype=np.float64))
@@ -188,6 +209,11 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, opt: ProfileOptions) ->
             for i, t in enumerate(real):
                 a_SxN = np.asarray(_project(x_dev, weight_BxNxL[i]))
                 scores.append(lira.lira_on_mean(a_SxN, keep_SxN, np.array([t]), opt.lira(), 1.0)[0])
+                if opt.evidence:
+                    out_SxN = ~keep_SxN
+                    out_SxN[t] = False  # the target is no shadow of itself
+                    e_NxL = _evidence(x_dev, weight_BxNxL[i], a_SxN, out_SxN, int(t))
+                    evidence.append(np.asarray(e_NxL, dtype=np.float32))
             if first_profile is None:
                 first_profile = _summary(jax.tree.map(lambda v: v[0], prof))
     diagnostics = {
@@ -195,4 +221,8 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, opt: ProfileOptions) ->
         "equal_count_rule": True,
         "profile_first_target": first_profile,
     }
-    return AttackOutput(scores_TxN=np.stack(scores), diagnostics=diagnostics)
+    return AttackOutput(
+        scores_TxN=np.stack(scores),
+        evidence_TxNxL=np.stack(evidence) if opt.evidence else None,
+        diagnostics=diagnostics,
+    )
