@@ -1,12 +1,23 @@
-"""The leakage view: the most exposed members and the positions that carry the evidence.
+"""The leakage view: the most vulnerable samples and the positions that carry the evidence.
 
-Legend: T targets, N samples, L positions, K exposed samples, H, W, C image
+Legend: T targets, N samples, L positions, K samples shown, H, W, C image
 height, width and channels.
 
-A sample's exposure is its highest score among the targets it is a member
-of. Evidence is an attack's per-position contribution to the score (see the
-attack's docstring; for ``seq`` it sums to the score). Positive evidence
-points to membership, negative evidence against it.
+Two attacks, two roles (``writer`` picks them; the page names both):
+
+- the *ranking* attack orders the samples by per-sample vulnerability
+  (``samples``): their own AUC over the targets, ties broken by the mean
+  rank when IN. The writer uses the strongest calibrated attack of the run.
+- the *evidence* attack shades each sample's positions: its per-position
+  evidence, averaged over the targets the sample is a member of. By default
+  ``profile``, whose per-token weights are shared across a difficulty bin,
+  so its terms are stable; ``seq`` terms divide by per-sample variances
+  from a handful of shadows and pile up on single near-certain tokens.
+
+Evidence sums over positions to a per-(target, sample) total (the attack's
+docstring says which); positive values point to membership. The view states
+how concentrated it is: the *largest share*, the largest position's evidence
+divided by the sample's total (None when the total is not positive).
 """
 
 import dataclasses
@@ -25,33 +36,55 @@ _NEGATIVE_RGB = "40, 90, 220"
 
 
 @dataclasses.dataclass(frozen=True)
-class Exposed:
-    """One exposed (target, sample) pair."""
+class Vulnerable:
+    """One sample of the view: its per-sample vulnerability under the ranking attack."""
 
     sample: int
-    target_index: int  # row in the T axis of the scores and evidence
-    target: int  # model index
-    score: float
+    auc: float
+    pvalue: float
+    tpr0: float
+    rank_in: float
+    in_targets: int
+    cf_mem: float
+    exposed: bool  # passes Benjamini-Hochberg at samples.FDR
+    total: float | None = None  # mean evidence sum over member targets (None: no evidence)
+    largest_share: float | None = None
 
 
-def most_exposed(
-    scores_TxN: np.ndarray, labels_TxN: np.ndarray, targets_T: np.ndarray, num_exposed: int
-) -> list[Exposed]:
-    """The K distinct samples with the highest member score, each with its best target."""
-    member_TxN = np.where(labels_TxN, scores_TxN, -np.inf)
-    best_N = member_TxN.argmax(axis=0)
-    best_scores_N = member_TxN[best_N, np.arange(member_TxN.shape[1])]
-    candidates = np.flatnonzero(np.isfinite(best_scores_N))
-    order = candidates[np.argsort(-best_scores_N[candidates], kind="stable")][:num_exposed]
-    return [
-        Exposed(int(n), int(best_N[n]), int(targets_T[best_N[n]]), float(best_scores_N[n]))
-        for n in order
-    ]
+def rank_samples(auc_N: np.ndarray, rank_in_N: np.ndarray, num: int) -> np.ndarray:
+    """Indices of the ``num`` most vulnerable samples: highest AUC, then lowest mean IN rank."""
+    valid = np.flatnonzero(~np.isnan(auc_N))
+    order = np.lexsort((np.nan_to_num(rank_in_N[valid], nan=np.inf), -auc_N[valid]))
+    return valid[order][:num]
+
+
+def member_evidence(
+    evidence_TxNxL: np.ndarray, labels_TxN: np.ndarray, samples_K: np.ndarray
+) -> np.ndarray:
+    """evidence_KxL: each sample's evidence averaged over the targets it is a member of."""
+    labels_TxK = np.asarray(labels_TxN, dtype=bool)[:, samples_K]
+    evidence_TxKxL = np.asarray(evidence_TxNxL[:, samples_K], dtype=np.float64)
+    weight_TxK = labels_TxK / np.maximum(labels_TxK.sum(0), 1)
+    return np.einsum("tk,tkl->kl", weight_TxK, evidence_TxKxL)
+
+
+def largest_share(evidence_L: np.ndarray) -> float | None:
+    """The largest position's evidence over the total, or None when the total is not positive."""
+    total = float(np.sum(evidence_L))
+    return float(np.max(evidence_L)) / total if total > 0 else None
 
 
 def evidence_definition(spec: str) -> str:
     """A plain-language definition of the evidence of ``spec``, as HTML-safe text."""
     name, options = parse_spec(spec)
+    if name == "profile":
+        return (
+            "w<sub>l</sub> (x<sub>l</sub> &minus; m<sub>l</sub>) / (L&middot;sd): the profile "
+            "weight of the token (shared by every token of its difficulty bin) times the "
+            "target's deviation from the mean m of the sample's OUT shadows, divided by the "
+            "OUT standard deviation of the weighted sequence mean; a sample's evidence sums "
+            "to that mean's z-score against its OUT shadows"
+        )
     if name != "seq":
         return (
             f"the per-position evidence returned by <code>{html.escape(spec)}</code> "
@@ -131,94 +164,157 @@ def _token_span(ch: str, positions: list[int], evidence_L, mask_L, scale: float)
     return f'<span title="{html.escape(title)}" style="{style}">{_show(ch)}</span>'
 
 
-def leakage_html(
-    dataset: Dataset,
-    exposed: list[Exposed],
-    evidence_KxL: np.ndarray,
-    spec: str,
-    mask_NxL: np.ndarray | None = None,
-) -> str:
-    """A self-contained HTML page: each exposed text sample with its tokens shaded by evidence."""
-    blocks = []
-    for rank, (item, evidence_L) in enumerate(zip(exposed, evidence_KxL), start=1):
-        tokens_L = dataset.tokens_NxL[item.sample]
-        mask_L = None if mask_NxL is None else mask_NxL[item.sample]
-        spans = _char_spans(tokens_L, dataset)
-        values = [sum(evidence_L[p] for p in positions) for _, positions in spans]
-        scale = float(np.max(np.abs(values))) if values else 0.0
-        body = "".join(_token_span(ch, pos, evidence_L, mask_L, scale) for ch, pos in spans)
-        blocks.append(
-            f'<div class="sample" id="rank-{rank}"><div class="meta">#{rank} &middot; '
-            f"sample {item.sample} &middot; target model {item.target} &middot; score "
-            f"{item.score:+.4g} &middot; evidence sum {float(evidence_L.sum()):+.4g} &middot; "
-            f"max |evidence| {scale:.4g}</div><pre>{body}</pre></div>"
-        )
-    return _PAGE.format(
-        dataset=html.escape(dataset.name),
-        spec=html.escape(spec),
-        definition=evidence_definition(spec),
-        count=len(exposed),
-        pos=_POSITIVE_RGB,
-        neg=_NEGATIVE_RGB,
-        blocks="\n".join(blocks),
+def _share_text(item: Vulnerable) -> str:
+    if item.total is None:
+        return ""
+    share = "–" if item.largest_share is None else f"{100 * item.largest_share:.0f}%"
+    return f" &middot; evidence total {item.total:+.3g}, largest position {share}"
+
+
+def _meta(rank: int, item: Vulnerable) -> str:
+    flag = " &middot; <b>individually exposed</b>" if item.exposed else ""
+    return (
+        f"#{rank} &middot; sample {item.sample} &middot; AUC {item.auc:.3f} (p = "
+        f"{item.pvalue:.2g}, member of {item.in_targets} targets) &middot; mean IN rank "
+        f"{item.rank_in:.1f} &middot; counterfactual memorization {item.cf_mem:+.3f}"
+        f"{_share_text(item)}{flag}"
     )
 
 
-_PAGE = """<!DOCTYPE html>
+def leakage_blocks(
+    dataset: Dataset,
+    items: list[Vulnerable],
+    evidence_KxL: np.ndarray | None,
+    mask_NxL: np.ndarray | None = None,
+) -> str:
+    """One HTML block per text sample, its characters shaded by evidence (plain without it)."""
+    blocks = []
+    for rank, item in enumerate(items, start=1):
+        tokens_L = dataset.tokens_NxL[item.sample]
+        spans = _char_spans(tokens_L, dataset)
+        if evidence_KxL is None:
+            body = "".join(_show(ch) for ch, _ in spans)
+        else:
+            evidence_L = evidence_KxL[rank - 1]
+            mask_L = None if mask_NxL is None else mask_NxL[item.sample]
+            values = [sum(evidence_L[p] for p in positions) for _, positions in spans]
+            scale = float(np.max(np.abs(values))) if values else 0.0
+            body = "".join(_token_span(ch, pos, evidence_L, mask_L, scale) for ch, pos in spans)
+        blocks.append(
+            f'<div class="sample" id="rank-{rank}"><div class="meta">{_meta(rank, item)}</div>'
+            f"<pre>{body}</pre></div>"
+        )
+    return "\n".join(blocks)
+
+
+def legend_html(evidence_spec: str | None) -> str:
+    """What the shading means, for the text view."""
+    if evidence_spec is None:
+        return "<p>No attack recorded per-position evidence, so the samples are not shaded.</p>"
+    return (
+        f"<p>Each character is shaded by the evidence of <code>{html.escape(evidence_spec)}"
+        f"</code>, averaged over the targets the sample is a member of: "
+        f"{evidence_definition(evidence_spec)}. "
+        f'<span class="key" style="background:rgba({_POSITIVE_RGB},0.8)">Red</span> points '
+        f'to membership, <span class="key" style="background:rgba({_NEGATIVE_RGB},0.8)">blue'
+        "</span> against it; opacity is |evidence| over the largest |evidence| in that "
+        "sample. A multi-byte character shows the sum over its bytes. Hover a character for "
+        "its position and value. Newlines show as &#9166;; struck-through grey characters "
+        "are absent (masked) positions.</p>"
+    )
+
+
+def leakage_html(
+    dataset: Dataset,
+    items: list[Vulnerable],
+    evidence_KxL: np.ndarray | None,
+    ranking_text: str,
+    evidence_spec: str | None,
+    mask_NxL: np.ndarray | None = None,
+) -> str:
+    """A self-contained HTML page of the text view (``ranking_text``: HTML, why this order)."""
+    return _PAGE.format(
+        dataset=html.escape(dataset.name),
+        count=len(items),
+        ranking=ranking_text,
+        legend=legend_html(evidence_spec),
+        blocks=leakage_blocks(dataset, items, evidence_KxL, mask_NxL),
+    )
+
+
+STYLE = """.sample { border-top: 1px solid #ccc; padding: 0.6em 0; }
+.meta { font-size: 0.9em; color: #555; margin-bottom: 0.3em; }
+pre { white-space: pre-wrap; word-break: break-all; font-size: 0.95em; margin: 0; }
+.key { padding: 0 0.3em; }"""
+
+_PAGE = (
+    """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>Leakage: {dataset} / {spec}</title>
+<title>Leakage: {dataset}</title>
 <style>
 body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; color: #222; }}
-.sample {{ border-top: 1px solid #ccc; padding: 0.6em 0; }}
-.meta {{ font-size: 0.9em; color: #555; margin-bottom: 0.3em; }}
-pre {{ white-space: pre-wrap; word-break: break-all; font-size: 0.95em; margin: 0; }}
-.key {{ padding: 0 0.3em; }}
+"""
+    + STYLE.replace("{", "{{").replace("}", "}}")
+    + """
 </style></head><body>
-<h1>Most exposed samples: {dataset}</h1>
-<p>The {count} member samples with the highest score under <code>{spec}</code>, each for the
-target model where it scores highest. Each character is shaded by its
-<em>evidence</em>: {definition}.
-<span class="key" style="background:rgba({pos},0.8)">Red</span> evidence points to
-membership, <span class="key" style="background:rgba({neg},0.8)">blue</span> against it;
-opacity is |evidence| divided by the largest |evidence| in that sample. A multi-byte
-character shows the sum over its bytes. Hover a character for its position and value.
-Newlines show as &#9166;; struck-through grey characters are absent (masked) positions.</p>
+<h1>Most vulnerable samples: {dataset}</h1>
+<p>The {count} samples most exposed by their own membership test. {ranking}</p>
+{legend}
 {blocks}
 </body></html>
 """
+)
 
 
 def leakage_figure(
-    dataset: Dataset, exposed: list[Exposed], evidence_KxL: np.ndarray, spec: str, path: Path
+    dataset: Dataset,
+    items: list[Vulnerable],
+    evidence_KxL: np.ndarray | None,
+    evidence_spec: str | None,
+    path: Path,
 ) -> None:
-    """Save a grid of exposed images, each beside its per-pixel evidence (summed over channels)."""
+    """Save a grid of vulnerable images, each beside its member evidence (summed over channels)."""
     height, width, channels = dataset.image_shape
-    pairs_per_row = min(4, max(1, len(exposed)))
-    num_rows = -(-len(exposed) // pairs_per_row)
-    fig = Figure(figsize=(2.4 * 2 * pairs_per_row, 2.5 * num_rows + 0.7), dpi=110)
+    with_heat = evidence_KxL is not None
+    per_row = min(4, max(1, len(items)))
+    num_rows = -(-len(items) // per_row)
+    cols = (2 if with_heat else 1) * per_row
+    fig = Figure(figsize=(2.4 * cols, 2.6 * num_rows + 0.8), dpi=110)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(num_rows, 2 * pairs_per_row, squeeze=False)
+    axes = fig.subplots(num_rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
-    for k, (item, evidence_L) in enumerate(zip(exposed, evidence_KxL)):
-        row, col = divmod(k, pairs_per_row)
+    for k, item in enumerate(items):
+        row, col = divmod(k, per_row)
         image = dataset.decode(dataset.tokens_NxL[item.sample])
-        heat_HxW = evidence_L.reshape(height, width, channels).sum(axis=2)
-        scale = float(np.abs(heat_HxW).max()) or 1.0
-        ax_image, ax_heat = axes[row, 2 * col], axes[row, 2 * col + 1]
+        ax_image = axes[row, (2 if with_heat else 1) * col]
         if channels == 1:
             ax_image.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
         else:
             ax_image.imshow(image)
+        mark = " *" if item.exposed else ""
         ax_image.set_title(
-            f"#{k + 1} n={item.sample} t={item.target}\nscore {item.score:+.3g}", fontsize=7
+            f"#{k + 1} n={item.sample}{mark}\nAUC {item.auc:.2f}, p={item.pvalue:.1g}", fontsize=7
         )
-        ax_heat.imshow(heat_HxW, cmap="RdBu_r", vmin=-scale, vmax=scale)
-        ax_heat.set_title(f"evidence\n|max| {scale:.3g}", fontsize=7)
+        if with_heat:
+            heat_HxW = evidence_KxL[k].reshape(height, width, channels).sum(axis=2)
+            scale = float(np.abs(heat_HxW).max()) or 1.0
+            ax_heat = axes[row, 2 * col + 1]
+            ax_heat.imshow(heat_HxW, cmap="RdBu_r", vmin=-scale, vmax=scale)
+            share = item.largest_share
+            ax_heat.set_title(
+                f"evidence, total {item.total:+.2g}\nlargest pixel "
+                + ("–" if share is None else f"{100 * share:.0f}%"),
+                fontsize=7,
+            )
+    what = (
+        f"shaded by {evidence_spec} evidence over member targets (red: for membership, "
+        "blue: against)"
+        if with_heat
+        else "no per-position evidence recorded"
+    )
     fig.suptitle(
-        f"{dataset.name}: most exposed members under {spec} "
-        "(red: evidence for membership, blue: against)",
-        fontsize=9,
+        f"{dataset.name}: most vulnerable samples (* individually exposed); {what}", fontsize=9
     )
     fig.tight_layout()
     fig.savefig(path)

@@ -3,7 +3,10 @@
 Legend: T targets, N samples, G grid points on the FPR axis.
 
 Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg
-canvas, so the report never touches pyplot's global backend or state.
+canvas, so the report never touches pyplot's global backend or state. Curves
+take their family's hue and a shade and dash within it (``families.styles``);
+the legend, grouped under family headings, sits right of the axes so that it
+never covers the low-FPR corner.
 """
 
 from collections.abc import Mapping
@@ -14,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from seqmia_jax.evaluation.metrics import roc_curve
+from seqmia_jax.report.families import family_of, in_family_order, styles
 
 NUM_GRID_POINTS = 2000
 
@@ -44,15 +48,25 @@ def plot_roc(
     title: str = "",
 ) -> None:
     """Save a log-log ROC plot of ``curves`` (spec -> (fpr_G, tpr_G)) with a chance line."""
-    fig = Figure(figsize=(6.4, 5.6), dpi=120)
+    fig = Figure(figsize=(11.0, 6.2), dpi=120)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax = fig.add_axes((0.08, 0.1, 0.5, 0.8))
     low = 1.0 / num_negatives
     chance_G = np.geomspace(low, 1.0, 50)
     ax.plot(chance_G, chance_G, color="0.6", linestyle="--", linewidth=1, label="chance")
-    for spec, (fpr_G, tpr_G) in curves.items():
+    order = in_family_order(list(curves))
+    style = styles(order)
+    handles, family = [ax.lines[0]], None
+    for spec in order:
+        if family_of(spec).label != family:  # a legend heading: an empty, invisible entry
+            family = family_of(spec).label
+            handles.append(ax.plot([], [], linestyle="none", label=f"{family}:")[0])
+        fpr_G, tpr_G = curves[spec]
         tpr_G = np.where(tpr_G > 0, tpr_G, np.nan)  # log axes cannot show TPR = 0
-        ax.plot(fpr_G, tpr_G, drawstyle="steps-post", linewidth=1.4, label=labels[spec])
+        (line,) = ax.plot(
+            fpr_G, tpr_G, drawstyle="steps-post", linewidth=1.5, label=labels[spec], **style[spec]
+        )
+        handles.append(line)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(low, 1.0)
@@ -61,16 +75,20 @@ def plot_roc(
     ax.set_ylabel(f"True positive rate ({num_positives} members)")
     ax.grid(True, which="major", alpha=0.3)
     unresolved = any("†" in label for label in labels.values())
-    ax.legend(
-        loc="lower right",
-        fontsize=7,
-        framealpha=0.9,
+    legend = ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        fontsize=7.5,
+        frameon=False,
         title="† unresolved: fewer than 1/FPR negatives" if unresolved else None,
-        title_fontsize=7,
+        title_fontsize=7.5,
     )
+    for text in legend.get_texts():
+        if text.get_text().endswith(":"):
+            text.set_fontweight("bold")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
     fig.savefig(path)
 
 

@@ -62,35 +62,40 @@ def _targets_text(targets: list[int]) -> str:
     return f"{len(targets)} ({shown})"
 
 
-def header_markdown(results: dict, gap: dict | None, loss_path: Path | None = None) -> str:
-    """The results.md header: run size, targets, negatives and, if known, the loss gap."""
+def header_facts(results: dict, gap: dict | None, loss_path: Path | None = None) -> list[str]:
+    """The run's facts, one sentence each: size, targets, negatives, CIs and the loss gap."""
     num_pos, num_neg = _negatives(results)
-    lines = [
-        "# Membership-inference results",
-        "",
+    facts = [
         (
-            f"- Shadow models S = {results['num_models']}, samples N = "
+            f"Shadow models S = {results['num_models']}, samples N = "
             f"{results['num_samples']}, positions L = {results['seq_len']}"
         ),
         (
-            f"- Targets: {_targets_text(list(results.get('targets', [])))}; each scored "
+            f"Targets: {_targets_text(list(results.get('targets', [])))}; each scored "
             "against the other models (leave-one-out)"
         ),
-        f"- Pooled (target, sample) pairs: {num_pos} members, {num_neg} non-members (negatives)",
+        f"Pooled (target, sample) pairs: {num_pos} members, {num_neg} non-members (negatives)",
     ]
     boot = results.get("bootstrap", {})
     if boot.get("num"):
-        lines.append(
-            f"- 95% CIs: {boot['num']} bootstrap replicates over {boot.get('unit', 'sample')}s"
+        facts.append(
+            f"95% CIs: {boot['num']} bootstrap replicates over {boot.get('unit', 'sample')}s"
         )
     if gap is not None:
-        lines.append(
-            f"- Mean loss per token: train (IN) {gap['train_loss']:.4f}, test (OUT) "
+        facts.append(
+            f"Mean loss per token: train (IN) {gap['train_loss']:.4f}, test (OUT) "
             f"{gap['test_loss']:.4f}; gap {gap['gap']:+.4f} ({gap['gap_pct']:+.1f}% of train), "
             f"mean over {gap['num_models']} models"
         )
     elif loss_path is not None:
-        lines.append(f"- No train/test loss: {loss_path} not found")
+        facts.append(f"No train/test loss: {loss_path} not found")
+    return facts
+
+
+def header_markdown(results: dict, gap: dict | None, loss_path: Path | None = None) -> str:
+    """The results.md header: run size, targets, negatives and, if known, the loss gap."""
+    lines = ["# Membership-inference results", ""]
+    lines += [f"- {fact}" for fact in header_facts(results, gap, loss_path)]
     return "\n".join(lines) + "\n"
 
 
