@@ -1,4 +1,4 @@
-"""Writes the report (results.md, roc.png, leakage view) from a work directory's attack results.
+"""Writes the report (index.html and the files it draws on) from a work directory's attack results.
 
 python -m experiments.report --config=configs/kjv_gpt.py:tiny --workdir=runs/tiny
 """
@@ -10,7 +10,7 @@ from absl import flags
 from seqmia_jax import launch
 from seqmia_jax.config import from_config_dict
 from seqmia_jax.data import load_dataset
-from seqmia_jax.report import summary_text, write_report
+from seqmia_jax.report import audit_summary, summary_text, write_report
 from seqmia_jax.workdir import Workdir, WorkdirError, read_json
 
 _CONFIG = launch.define_config()
@@ -32,6 +32,7 @@ def main(argv):
             raise WorkdirError(str(error)) from None
         results = read_json(Path(_WORKDIR.value) / "results" / "results.json")
         print(summary_text(results))
+        print(audit_summary(results, Path(_WORKDIR.value) / "results") + "\n")
         print("\n".join(f"{name}: {path}" for name, path in paths.items()))
 
     launch.run_cleanly(report)

@@ -12,7 +12,7 @@ from absl import flags
 from seqmia_jax import launch
 from seqmia_jax.config import from_config_dict
 from seqmia_jax.pipeline import run_audit
-from seqmia_jax.report import summary_text
+from seqmia_jax.report import audit_summary, summary_text
 
 _CONFIG = launch.define_config()
 _WORKDIR = flags.DEFINE_string(
@@ -31,8 +31,9 @@ def main(argv):
         if out["results"] is None:  # not process 0 of a multi-process run
             return
         print(summary_text(out["results"]))
+        print(audit_summary(out["results"], Path(workdir) / "results"))
         print(
-            f"\nReport: {Path(workdir) / 'results'}  (stage seconds: "
+            f"\nReport: {Path(workdir) / 'results' / 'index.html'}  (stage seconds: "
             + ", ".join(f"{k} {v:.0f}" for k, v in out["seconds"].items())
             + ")"
         )

@@ -3,6 +3,7 @@
 Legend: S shadow models, N samples, L positions, T targets.
 """
 
+import json
 import math
 from pathlib import Path
 
@@ -130,3 +131,21 @@ def summary_text(results: dict) -> str:
     for spec in results.get("skipped", {}):
         out.append(f"skipped: {spec}")
     return "\n".join(out) + "\n"
+
+
+def audit_summary(results: dict, results_dir: Path | None = None) -> str:
+    """The headline comparisons and, from a written report.json, the exposed-sample count."""
+    from seqmia_jax.report.headline import headline  # headline imports table, as this does
+
+    lines = list(headline(results).sentences)
+    marker = None if results_dir is None else Path(results_dir) / "report.json"
+    if marker is not None and marker.is_file():
+        report = json.loads(marker.read_text())
+        ranked = report.get("ranked_by")
+        exposure = (report.get("exposure") or {}).get(ranked)
+        if exposure:
+            lines.append(
+                f"{exposure['exposed']} of {exposure['num_samples']} samples are individually "
+                f"exposed under {ranked} (Benjamini-Hochberg, {100 * exposure['fdr']:.0f}% FDR)."
+            )
+    return "\n".join(lines).replace("`", "")
