@@ -49,6 +49,13 @@ class Vulnerable:
     exposed: bool  # passes Benjamini-Hochberg at samples.FDR
     total: float | None = None  # mean evidence sum over member targets (None: no evidence)
     largest_share: float | None = None
+    top_positions: tuple[int, ...] = ()  # positions of the largest evidence, largest first
+
+
+def top_positions(evidence_L: np.ndarray, num: int = 5) -> tuple[int, ...]:
+    """The ``num`` positions with the largest evidence, largest first (ties: earlier first)."""
+    order = np.argsort(-np.asarray(evidence_L), kind="stable")[:num]
+    return tuple(int(l) for l in order)
 
 
 def rank_samples(auc_N: np.ndarray, rank_in_N: np.ndarray, num: int) -> np.ndarray:

@@ -101,6 +101,7 @@ class SampleView:
                     exposed=bool(exposed_N[n]),
                     total=None if e_L is None else float(e_L.sum()),
                     largest_share=None if e_L is None else leakage.largest_share(e_L),
+                    top_positions=() if e_L is None else leakage.top_positions(e_L),
                 )
             )
 
