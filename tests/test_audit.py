@@ -12,6 +12,7 @@ from seqmia_jax.scoring import STATISTICS, score
 from seqmia_jax.sweep import run_sweep
 from seqmia_jax.workdir import WorkdirError
 from tests.helpers import tiny_config
+from tests.test_index_html import assert_index_page
 
 ATTACKS = "lira;lira:variance=fixed;seq:cov=diag;seq:cov=hetero;loss;zlib;minkpp;refcal"
 
@@ -27,6 +28,7 @@ def test_text_audit_writes_every_report_file(text_run):
     _cfg, path, out = text_run
     for name in ["results.json", "results.md", "roc.png", "leakage.html", "targets.npy"]:
         assert (path / "results" / name).is_file(), name
+    assert_index_page(path / "results" / "index.html", num_images=3)
     results = out["results"]
     assert set(results["attacks"]) == set(ATTACKS.split(";"))
     keep_SxN = np.load(path / "membership.npy")
@@ -102,6 +104,7 @@ def test_pixel_audit_writes_every_report_file(tmp_path):
     assert "zlib" in results["skipped"] and "seq:cov=hetero" in results["attacks"]
     for name in ["results.json", "results.md", "roc.png", "leakage.png"]:
         assert (tmp_path / "results" / name).is_file(), name
+    assert_index_page(tmp_path / "results" / "index.html", num_images=4)
     assert load_inputs(tmp_path).stats["loss"].shape == (8, 64, 64)
 
 

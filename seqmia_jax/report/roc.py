@@ -46,7 +46,7 @@ def plot_roc(
     num_positives: int,
     path: Path,
     title: str = "",
-) -> None:
+) -> Figure:
     """Save a log-log ROC plot of ``curves`` (spec -> (fpr_G, tpr_G)) with a chance line."""
     fig = Figure(figsize=(11.0, 6.2), dpi=120)
     FigureCanvasAgg(fig)
@@ -90,6 +90,7 @@ def plot_roc(
     if title:
         ax.set_title(title, fontsize=10)
     fig.savefig(path)
+    return fig
 
 
 def legend_label(spec: str, entry: dict, fpr_key: str = "0.001") -> str:
