@@ -231,6 +231,19 @@ def _eval_marginal(table, u):
     return scipy.stats.norm.ppf(f), math.log(max(cdf[i + 1] - cdf[i], 1e-300) / delta)
 
 
+def _full_correlation(x_SxL, sets, mu, p, pool, shrinkage):
+    """One sample's own correlation of its pooled side residuals, on positions p, shrunk."""
+    rows = np.concatenate([x_SxL[sets[s]][:, p] - mu[s][p] for s in pool])
+    dof = sum(len(sets[s]) - 1 for s in pool)
+    sd = np.sqrt(np.diag(rows.T @ rows) / dof)
+    sd = np.where(sd > 0, sd, 1.0)
+    corr = rows.T @ rows / dof / np.outer(sd, sd)
+    np.fill_diagonal(corr, 1.0)
+    fourth = np.sum(np.sum((rows / sd) ** 2, -1) ** 2)
+    rho = _shrink_rho(corr, np.ones(len(p), bool), dof, shrinkage, fourth)
+    return (1 - rho) * corr + rho * np.eye(len(p))
+
+
 def _chain(logpdf, values):
     """Per-position chain-rule terms log p(v_j | v_<j) from a joint log density."""
     prev, terms = 0.0, []
@@ -279,7 +292,7 @@ def seq(
         models = {}
         for side in ("in", "out"):
             mat_sides = ("in", "out") if tied else (side,)
-            if cov == "diag":
+            if cov in ("diag", "full"):
                 models[side] = None
                 continue
             cross, dof, fourth, u_pool = (
@@ -353,6 +366,12 @@ def seq(
                 sd_pred = np.sqrt(var[side][n, p] * (1 + 1 / kk))
                 if cov == "diag":
                     c = np.diag(sd_pred**2)
+                elif cov == "full":
+                    pool = ("in", "out") if tied else (side,)
+                    r = _full_correlation(
+                        x[:, n], sets[n], {s: mu[s][n] for s in pool}, p, pool, shrinkage
+                    )
+                    c = r * np.outer(sd_pred, sd_pred)
                 elif cov == "pooled":
                     c = models[side][np.ix_(p, p)] * (1 + 1 / kk)
                 elif marginal == "gaussian":

@@ -14,6 +14,7 @@ MODELS = [
     ("pooled", "gaussian"),
     ("hetero", "gaussian"),
     ("copula", "empirical"),
+    ("full", "gaussian"),
 ]
 
 
@@ -70,21 +71,34 @@ def test_copula_with_gaussian_marginals_is_hetero():
     np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
+def test_full_with_complete_shrinkage_is_diag():
+    # rho = 1 leaves each sample's correlation the identity: C[n] = D[n]^2.
+    x, keep, mask = _random_inputs(7, True, num_samples=20)
+    inputs = AttackInputs({"logit": x}, keep, mask)
+    for mode in ("online", "gls"):
+        full = ATTACKS.get("seq")(inputs, np.arange(8), cov="full", shrinkage=1.0, mode=mode)
+        diag = ATTACKS.get("seq")(inputs, np.arange(8), cov="diag", mode=mode)
+        np.testing.assert_allclose(full.scores_TxN, diag.scores_TxN, rtol=1e-10, atol=1e-10)
+        assert np.all(np.asarray(full.diagnostics["rho"]) == 1.0)
+
+
 def test_jitter_repairs_singular_correlation():
     # k = 2 shadows per side makes standardized residuals +-1/sqrt(2): singular R.
+    # For cov=full, each sample's own correlation from 2 shadows has rank 1.
     x, keep, _ = _random_inputs(3, False, num_models=6, num_samples=8, length=6)
-    out = ATTACKS.get("seq")(
-        AttackInputs({"logit": x}, keep), np.arange(6), cov="hetero", shrinkage=0.0
-    )
-    assert np.all(np.isfinite(out.scores_TxN))
-    assert out.diagnostics["jitter_repairs"] > 0
+    for cov in ("hetero", "full"):
+        out = ATTACKS.get("seq")(
+            AttackInputs({"logit": x}, keep), np.arange(6), cov=cov, shrinkage=0.0
+        )
+        assert np.all(np.isfinite(out.scores_TxN)), cov
+        assert out.diagnostics["jitter_repairs"] > 0, cov
 
 
 NULL_CONFIGS = [
     {"cov": cov, "marginal": marginal, "mode": mode}
     for cov, marginal in MODELS
     for mode in ("online", "gls")
-]
+] + [{"cov": "full", "tied": True, "mode": mode} for mode in ("online", "gls")]
 
 
 @pytest.mark.parametrize(

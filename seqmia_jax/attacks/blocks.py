@@ -138,6 +138,9 @@ def _factor_block(matrices, present_PxL):
 
 
 _repair = jax.jit(jax.vmap(gaussian.jittered_cholesky))
+_repair_sample = jax.jit(
+    jax.vmap(functools.partial(gaussian.jittered_cholesky, factor=gaussian.batched_cholesky))
+)
 
 
 def _slice(samples, x_BxNxL, on_in_BxN, start, size):
@@ -157,7 +160,7 @@ def _sample_factor_slice(cfg, size, samples, x_BxNxL, on_in_BxN, fit, t_B, start
 
     out = {}
     for side, (mats, rho) in over_targets(one, x, on, fit, t_B).items():
-        chol = jnp.linalg.cholesky(mats)
+        chol = gaussian.batched_cholesky(mats)
         out[side] = (mats, chol, jnp.all(jnp.isfinite(chol), axis=(-2, -1)), rho)
     return out
 
@@ -191,12 +194,16 @@ def _score_gather(cfg, samples, x_BxNxL, on_in_BxN, fit, chol, u, idx_C):
 
 # ------------------------------------------------------------------ host side
 def _repaired(factored, num_real, jitters, fresh=None):
-    """side -> factors, jitter-repaired where not finite; logs jitters of real rows."""
+    """side -> factors, jitter-repaired where not finite; logs jitters of real rows.
+
+    ``fresh`` (per-sample factors of one chunk) marks the rows not scored before.
+    """
+    repair = _repair if fresh is None else _repair_sample
     chol = {}
     for side, (mats, factor, finite, *_) in factored.items():
         bad = np.argwhere(~np.asarray(finite))
         if len(bad):
-            fixed, jitter, ok = _repair(mats[bad[:, 0], bad[:, 1]])
+            fixed, jitter, ok = repair(mats[bad[:, 0], bad[:, 1]])
             if not np.all(np.asarray(ok)):
                 raise FloatingPointError("covariance is not positive definite even with jitter")
             factor = factor.at[bad[:, 0], bad[:, 1]].set(fixed)

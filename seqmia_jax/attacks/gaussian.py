@@ -98,18 +98,19 @@ def shrink(corr_LxL, rho):
 _JITTER_EXPONENTS = np.arange(-12, 1)  # jitter 10^k * mean(diag), k = -12 ... 0
 
 
-def jittered_cholesky(a_LxL) -> tuple[jax.Array, jax.Array, jax.Array]:
+def jittered_cholesky(a_LxL, factor=jnp.linalg.cholesky) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Cholesky factor with the smallest jitter 10^k * mean(diag) (k = -12..0) that is finite.
 
     Pure: all 13 candidates are factored at once (no data-dependent loop, which
     can stall XLA's CPU runtime); callers use it only for the rare matrices
     whose plain ``jnp.linalg.cholesky`` is not finite. Returns (chol, jitter,
-    ok); ``ok`` False means even the largest jitter failed.
+    ok); ``ok`` False means even the largest jitter failed. ``factor`` is the
+    batched Cholesky to use (``batched_cholesky`` for per-sample matrices).
     """
     scale = jnp.mean(jnp.diag(a_LxL))
     jitters = scale * 10.0 ** jnp.asarray(_JITTER_EXPONENTS, dtype=a_LxL.dtype)
     eye = jnp.eye(a_LxL.shape[0], dtype=a_LxL.dtype)
-    chols = jnp.linalg.cholesky(a_LxL[None] + jitters[:, None, None] * eye)
+    chols = factor(a_LxL[None] + jitters[:, None, None] * eye)
     finite = jnp.all(jnp.isfinite(chols), axis=(1, 2))
     first = jnp.argmax(finite)
     return chols[first], jitters[first], jnp.any(finite)
@@ -142,6 +143,73 @@ def diag_gls_terms(z_BxL, a_BxL, mask_BxL):
 def gls_terms(chol_LxL, z_BxL, a_BxL, mask_BxL):
     """Per-position parts of a^T C^-1 z / sqrt(a^T C^-1 a), the GLS shift statistic."""
     q_BxL = cho_solve((chol_LxL, True), a_BxL.T).T
+    norm_B = jnp.sqrt(jnp.maximum(jnp.sum(q_BxL * a_BxL, axis=-1), 1e-300))
+    return jnp.where(mask_BxL, q_BxL * z_BxL / norm_B[:, None], 0.0)
+
+
+# ---------------------------------------------------------------- per-sample factors
+# Batches of one L x L matrix per sample, factored and solved with O(L) loops of
+# batched XLA ops instead of LAPACK custom calls: XLA:CPU's batched LAPACK
+# kernels split a large batch over the intra-op thread pool and block until it
+# is done, and two of them running at once (one per side) on a 2-thread pool
+# deadlocked (jax 0.10.2, 12,500 samples). Same flops, no nested parallelism.
+
+
+def batched_cholesky(a_BxLxL):
+    """Lower Cholesky factors of a batch (column by column); NaN where not positive definite."""
+    length = a_BxLxL.shape[-1]
+    rows_L = jnp.arange(length)
+
+    def column(j, l_BxLxL):
+        # Columns >= j of the factor are still zero, so l @ l[j] sums over k < j only.
+        row_BxL = jax.lax.dynamic_index_in_dim(l_BxLxL, j, axis=-2, keepdims=False)
+        a_col = jax.lax.dynamic_index_in_dim(a_BxLxL, j, axis=-1, keepdims=False)
+        col_BxL = a_col - jnp.einsum("...ik,...k->...i", l_BxLxL, row_BxL)
+        pivot = jnp.sqrt(jax.lax.dynamic_index_in_dim(col_BxL, j, axis=-1, keepdims=False))
+        new_BxL = jnp.where(rows_L >= j, col_BxL / pivot[..., None], 0.0)
+        return jax.lax.dynamic_update_index_in_dim(l_BxLxL, new_BxL, j, axis=-1)
+
+    return jax.lax.fori_loop(0, length, column, jnp.zeros_like(a_BxLxL))
+
+
+def batched_forward(chol_BxLxL, z_BxL):
+    """w with chol w = z, per batch row (forward substitution)."""
+
+    def step(j, w_BxL):
+        row_BxL = jax.lax.dynamic_index_in_dim(chol_BxLxL, j, axis=-2, keepdims=False)
+        z_j = jax.lax.dynamic_index_in_dim(z_BxL, j, axis=-1, keepdims=False)
+        diag = jax.lax.dynamic_index_in_dim(row_BxL, j, axis=-1, keepdims=False)
+        w_j = (z_j - jnp.sum(row_BxL * w_BxL, axis=-1)) / diag  # w_k = 0 for k >= j
+        return jax.lax.dynamic_update_index_in_dim(w_BxL, w_j, j, axis=-1)
+
+    return jax.lax.fori_loop(0, z_BxL.shape[-1], step, jnp.zeros_like(z_BxL))
+
+
+def batched_backward(chol_BxLxL, w_BxL):
+    """q with chol^T q = w, per batch row (backward substitution)."""
+    length = w_BxL.shape[-1]
+
+    def step(i, q_BxL):
+        j = length - 1 - i
+        col_BxL = jax.lax.dynamic_index_in_dim(chol_BxLxL, j, axis=-1, keepdims=False)
+        w_j = jax.lax.dynamic_index_in_dim(w_BxL, j, axis=-1, keepdims=False)
+        diag = jax.lax.dynamic_index_in_dim(col_BxL, j, axis=-1, keepdims=False)
+        q_j = (w_j - jnp.sum(col_BxL * q_BxL, axis=-1)) / diag  # q_k = 0 for k <= j
+        return jax.lax.dynamic_update_index_in_dim(q_BxL, q_j, j, axis=-1)
+
+    return jax.lax.fori_loop(0, length, step, jnp.zeros_like(w_BxL))
+
+
+def sample_chain_terms(chol_BxLxL, z_BxL, extra_BxL, mask_BxL):
+    """``chain_terms`` with one factor per row."""
+    w_BxL = batched_forward(chol_BxLxL, z_BxL)
+    log_diag = jnp.log(jnp.diagonal(chol_BxLxL, axis1=-2, axis2=-1))
+    return jnp.where(mask_BxL, -0.5 * w_BxL**2 - log_diag + extra_BxL, 0.0)
+
+
+def sample_gls_terms(chol_BxLxL, z_BxL, a_BxL, mask_BxL):
+    """``gls_terms`` with one factor per row."""
+    q_BxL = batched_backward(chol_BxLxL, batched_forward(chol_BxLxL, a_BxL))
     norm_B = jnp.sqrt(jnp.maximum(jnp.sum(q_BxL * a_BxL, axis=-1), 1e-300))
     return jnp.where(mask_BxL, q_BxL * z_BxL / norm_B[:, None], 0.0)
 

@@ -244,13 +244,10 @@ def _terms(cfg: SeqConfig, chol, st: Standardized, mask_CxL):
         if gls:
             return gaussian.diag_gls_terms(st.z, st.a, mask_CxL)
         return gaussian.diag_chain_terms(st.z, st.extra, mask_CxL)
-    if chol.ndim == 3:
-
-        def one(c_LxL, z_L, extra_L, a_L, m_L):
-            st_1 = Standardized(z_L[None], extra_L[None], a_L[None])
-            return _terms(cfg, c_LxL, st_1, m_L[None])[0]
-
-        return jax.vmap(one)(chol, st.z, st.extra, st.a, mask_CxL)
+    if chol.ndim == 3:  # one factor per sample
+        if gls:
+            return gaussian.sample_gls_terms(chol, st.z, st.a, mask_CxL)
+        return gaussian.sample_chain_terms(chol, st.z, st.extra, mask_CxL)
     if gls:
         return gaussian.gls_terms(chol, st.z, st.a, mask_CxL)
     return gaussian.chain_terms(chol, st.z, st.extra, mask_CxL)
