@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from seqmia_jax.attacks import ATTACKS, AttackInputError, AttackInputs
+from tests.synthetic import balanced_keep
 
 S, N, L = 6, 12, 9
 
@@ -14,9 +15,7 @@ S, N, L = 6, 12, 9
 @pytest.fixture(scope="module")
 def inputs() -> AttackInputs:
     rng = np.random.default_rng(0)
-    keep_SxN = np.zeros((S, N), bool)
-    for n in range(N):
-        keep_SxN[rng.permutation(S)[: S // 2], n] = True
+    keep_SxN = balanced_keep(rng, S, N)
     loss_SxNxL = rng.gamma(2.0, 1.0, (S, N, L)).astype(np.float32) - 0.3 * keep_SxN[..., None]
     loss_SxNxL = np.abs(loss_SxNxL)
     mask_NxL = rng.random((N, L)) < 0.8
@@ -125,9 +124,7 @@ def _rmia_reference(inputs, t, gamma, mode="online", a=0.3, population="out"):
 def test_rmia(options):
     # Short sequences keep exp(-total loss) representable for the plain-probability reference.
     rng = np.random.default_rng(1)
-    keep_SxN = np.zeros((S, N), bool)
-    for n in range(N):
-        keep_SxN[rng.permutation(S)[: S // 2], n] = True
+    keep_SxN = balanced_keep(rng, S, N)
     loss = rng.gamma(2.0, 0.5, (S, N, 3)) - 0.4 * keep_SxN[..., None]
     small = AttackInputs(
         stats={"loss": np.abs(loss).astype(np.float32)},
