@@ -181,7 +181,9 @@ def _exposure_table(view: SampleView) -> str:
         + "".join(rows)
         + f'</tbody></table><p class="note">No signal predicts {first["perfect_null"]:.2g} '
         f"samples with AUC = 1 and {first['strong_null']:.3g} with AUC ≥ "
-        f"{first['strong_auc']}.</p>"
+        f"{first['strong_auc']}. A per-sample AUC compares one sample's scores across "
+        "models, so any per-sample offset or scale in an attack's score cancels: the "
+        "target-only baselines (loss, zlib) are calibrated here for free.</p>"
     )
 
 
