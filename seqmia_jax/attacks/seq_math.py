@@ -99,6 +99,9 @@ class TargetFit:
     sides: dict[str, SideFit]  # side -> pooled fit; empty unless the model pools
 
 
+Moments = dict[str, SideMoments]  # side -> moments
+
+
 class Standardized(NamedTuple):
     """A side's residuals as the chain-rule and GLS terms take them (C x L each)."""
 
@@ -134,15 +137,34 @@ class CovarianceModel:
     def build(cls, marginal: str) -> "CovarianceModel":
         return cls()
 
-    def fit(self, cfg, sub: Subset, mom_sub, on_sub_M, t, pool) -> SideFit:
+    def fit(
+        self,
+        cfg: "SeqConfig",
+        sub: Subset,
+        mom_sub: Moments,
+        on_sub_M: jax.Array,
+        t: jax.Array,
+        pool: tuple[str, ...],
+    ) -> SideFit:
         """The pooled fit of the sides in ``pool`` (one side, or both when tied)."""
         raise NotImplementedError
 
-    def sample_fit(self, cfg, samples: Samples, mom, on_in_C, t, pool) -> SideFit:
+    def sample_fit(
+        self,
+        cfg: "SeqConfig",
+        samples: Samples,
+        mom: Moments,
+        on_in_C: jax.Array,
+        t: jax.Array,
+        pool: tuple[str, ...],
+    ) -> SideFit:
         """Per-sample matrices C x L x L (padded to each sample's positions) and rho_C."""
         raise NotImplementedError
 
-    def standardize(self, fit: SideFit | None, mom: SideMoments, xc_CxL, mask_CxL):
+    def standardize(
+        self, fit: SideFit | None, mom: SideMoments, xc_CxL: jax.Array, mask_CxL: jax.Array
+    ) -> Standardized:
+        """A side's residuals of one chunk, scaled for its matrix (default: ``predictive``)."""
         return predictive(mom, xc_CxL, mask_CxL)
 
 
