@@ -26,6 +26,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -70,6 +71,48 @@ def identity(config_dict: dict) -> dict[str, Any]:
         for k, v in _flatten(config_dict).items()
         if k not in _NON_IDENTITY and _NEUTRAL_ADDITIONS.get(k, object()) != v
     }
+
+
+def swap_in(staging: Path, final: Path) -> None:
+    """Replaces directory ``final`` by the complete directory ``staging``.
+
+    Two renames: ``final`` -> ``final.old``, then ``staging`` -> ``final``. A
+    crash between them leaves no ``final`` but both complete versions, and
+    ``recover_swap`` (which every reader and writer of ``final`` calls first)
+    puts one back, so ``final`` is always the complete old or the complete new.
+    """
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def staging_for(final: Path) -> Path:
+    """Where a writer builds the next version of directory ``final``."""
+    return final.with_name(final.name + ".new")
+
+
+def recover_swap(final: Path, complete: str, *, writer: bool) -> None:
+    """Finishes or undoes a ``swap_in`` of ``final`` that a crash interrupted.
+
+    ``complete`` is the file written last into a staging directory: one
+    without it is an unfinished attempt. Only a ``writer`` (holding the
+    work-directory lock) discards leftovers; a reader only puts back a
+    missing ``final``.
+    """
+    staging, old = staging_for(final), final.with_name(final.name + ".old")
+    if not final.exists():
+        if (staging / complete).exists():
+            os.replace(staging, final)
+        elif old.exists():
+            os.replace(old, final)
+    for leftover in (staging, old):
+        if writer and leftover.exists() and final.exists():
+            shutil.rmtree(leftover)
 
 
 def holds_lock(stage: Callable) -> Callable:

@@ -1,6 +1,7 @@
 """The attack stage end to end: work-directory loading, validation, results files, CLI."""
 
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from seqmia_jax.attacks import ATTACKS, AttackInputError, AttackOutput, runner, 
 from seqmia_jax.attacks.base import AttackOptions, register_attack
 from seqmia_jax.attacks.runner import load_inputs, run_attacks, subsample_models
 from seqmia_jax.report.table import results_table_markdown
+from tests.synthetic import balanced_keep
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = ["loss", "zlib", "mink:k=0.5", "minkpp", "refcal", "rmia"]
@@ -44,9 +46,7 @@ def _nan_attack(inputs, targets_T, opt):
 def write_workdir(path: Path, *, num_models=8, num_samples=60, seq_len=6, seed=0, text=True):
     """A balanced synthetic work directory where members have lower loss."""
     rng = np.random.default_rng(seed)
-    keep_SxN = np.zeros((num_models, num_samples), bool)
-    for n in range(num_samples):
-        keep_SxN[rng.permutation(num_models)[: num_models // 2], n] = True
+    keep_SxN = balanced_keep(rng, num_models, num_samples)
     shape = (num_models, num_samples, seq_len)
     loss = np.abs(rng.gamma(2.0, 1.0, shape) - 0.5 * keep_SxN[..., None]) + 0.01
     loss = loss.astype(np.float32)
@@ -199,10 +199,10 @@ def test_overwrite_refused_then_replaces(tmp_path):
 
 def test_text_formats(tmp_path):
     write_workdir(tmp_path, num_samples=8, text=False)
-    np.save(
-        tmp_path / "text.npy", np.array(["héllo"] + [b"x" * n for n in range(1, 8)], dtype=object)
-    )
+    np.save(tmp_path / "text.npy", np.array(["héllo"] + ["x" * n for n in range(1, 8)]))
     assert load_inputs(tmp_path).text[:2] == ["héllo".encode(), b"x"]
+    np.save(tmp_path / "text.npy", np.array([b"x" * n for n in range(1, 9)]))  # dtype S
+    assert load_inputs(tmp_path).text[1] == b"xx"
     (tmp_path / "text.npy").unlink()
     data = np.zeros((8, 5), np.uint8)
     data[:, :3] = 65
@@ -212,10 +212,10 @@ def test_text_formats(tmp_path):
     assert load_inputs(tmp_path).text[0] == b"AAA\0"
 
 
-def _corrupt(path: Path, change):
+def _corrupt(path: Path, change, spec: str = "loss"):
     change(path)
     with pytest.raises(AttackInputError) as err:
-        run_attacks(path, ["loss"], None, bootstrap=0, overwrite=True)
+        run_attacks(path, [spec], None, bootstrap=0, overwrite=True)
     return str(err.value)
 
 
@@ -223,34 +223,69 @@ def _save(relative, array):
     return lambda root: np.save(root / relative, array)
 
 
+def _savez_as(relative):
+    """An np.savez archive under a .npy name (np.savez itself would append .npz)."""
+
+    def write(root):
+        buffer = io.BytesIO()
+        np.savez(buffer, loss=np.zeros((8, 60, 6)))
+        (root / relative).write_bytes(buffer.getvalue())
+
+    return write
+
+
 @pytest.mark.parametrize(
-    "change, expected",
+    "change, expected, spec",
     [
-        (lambda root: (root / "membership.npy").unlink(), ["membership.npy", "not found"]),
+        (lambda root: (root / "membership.npy").unlink(), ["membership.npy", "not found"], "loss"),
         (
             lambda root: (root / "stats" / "loss.npy").write_bytes(b"garbage"),
             ["loss.npy", "not a readable"],
+            "loss",
         ),
         (
             _save("membership.npy", np.arange(8)[:, None] < np.full((8, 59), 4)),
             ["membership.npy", "(8, 59, L)"],
+            "loss",
         ),
-        (_save("membership.npy", np.full((8, 60), 2)), ["membership.npy", "bool"]),
+        (_save("membership.npy", np.full((8, 60), 2)), ["membership.npy", "bool"], "loss"),
         (
             _save("stats/logit.npy", np.zeros((8, 60, 5), np.float32)),
             ["logit.npy", "differs", "loss.npy"],
+            "lira",
         ),
-        (_save("stats/mask.npy", np.ones((60, 5), bool)), ["mask.npy", "(60, 6)"]),
-        (_save("stats/mask.npy", np.zeros((60, 6), bool)), ["mask.npy", "no present position"]),
-        (_save("stats/logit.npy", np.zeros((8, 60, 6), np.int32)), ["logit.npy", "float"]),
-        (_save("text_bytes.npy", np.zeros((59, 6), np.uint8)), ["text_bytes.npy", "(60, M)"]),
+        (_save("stats/mask.npy", np.ones((60, 5), bool)), ["mask.npy", "(60, 6)"], "loss"),
+        (
+            _save("stats/mask.npy", np.zeros((60, 6), bool)),
+            ["mask.npy", "no present position"],
+            "loss",
+        ),
+        (
+            _save("stats/logit.npy", np.zeros((8, 60, 6), np.int32)),
+            ["logit.npy", "float"],
+            "lira",
+        ),
+        (
+            _save("text_bytes.npy", np.zeros((59, 6), np.uint8)),
+            ["text_bytes.npy", "(60, M)"],
+            "zlib",
+        ),
+        (
+            _savez_as("stats/loss.npy"),
+            ["loss.npy", "is an .npz archive (np.savez)"],
+            "loss",
+        ),
     ],
 )
-def test_bad_files_are_named(tmp_path, change, expected):
+def test_bad_files_are_named(tmp_path, change, expected, spec):
     write_workdir(tmp_path)
-    message = _corrupt(tmp_path, change)
+    message = _corrupt(tmp_path, change, spec)
     for part in expected:
         assert part in message
+    if spec != "loss":  # a bad optional file blocks only the attacks that read it
+        assert (
+            "loss" in run_attacks(tmp_path, ["loss"], None, bootstrap=0, overwrite=True)["attacks"]
+        )
 
 
 def test_non_finite_statistics_are_counted_and_located(tmp_path):

@@ -2,6 +2,7 @@
 that an audit never replaces unless asked, and refusals that name the cause."""
 
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -233,3 +234,123 @@ def test_the_report_refuses_another_config_and_names_the_difference(audited, tmp
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "was made with a different config or dataset" in proc.stderr
     assert "data.seed: 0 in the work directory, 5 now" in proc.stderr
+
+
+class _Payload:
+    """Unpickling this runs a shell command that leaves a marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickled_text_file_never_runs_code(tmp_path):
+    from seqmia_jax.attacks.base import AttackInputError
+    from tests.test_attack_runner import write_workdir
+
+    write_workdir(tmp_path, text=False)
+    marker = tmp_path / "pwned"
+    texts = np.empty(60, dtype=object)
+    texts[:] = [_Payload(marker)] * 60
+    np.save(tmp_path / "text.npy", texts, allow_pickle=True)
+    results = runner.run_attacks(tmp_path, ["loss"], 2, bootstrap=0)  # needs no text
+    assert list(results["attacks"]) == ["loss"]
+    with pytest.raises(AttackInputError, match="holds Python objects, which would need pickle"):
+        runner.run_attacks(tmp_path, ["zlib"], 2, bootstrap=0, overwrite=True)
+    assert not marker.exists()
+
+
+_KILLER = """
+import os, signal, sys
+import numpy as np
+from seqmia_jax.attacks import runner
+from seqmia_jax import workdir as workdir_lib
+
+point, count = sys.argv[2], int(sys.argv[3])
+calls = {"n": 0}
+
+def killing(original):
+    def wrapped(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    return wrapped
+
+if point == "np.save":
+    np.save = killing(np.save)
+else:
+    workdir_lib.os.replace = killing(os.replace)
+runner.run_attacks(sys.argv[1], ["loss", "mink", "lira"], 2, bootstrap=0, overwrite=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "point, count",
+    [("np.save", 2), ("os.replace", 1), ("os.replace", 2)],
+    ids=["after-second-score-file", "between-the-renames", "before-cleanup"],
+)
+def test_sigkill_during_the_attack_stage_leaves_complete_old_or_new_results(tmp_path, point, count):
+    from seqmia_jax.workdir import recover_swap
+    from tests.test_attack_runner import write_workdir
+
+    write_workdir(tmp_path)
+    runner.run_attacks(tmp_path, ["loss"], 2, bootstrap=0)
+    out = tmp_path / "results"
+    old = (out / "results.json").read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLER, str(tmp_path), point, str(count)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    if (point, count) == ("os.replace", 1):  # killed between the renames: no results/
+        assert not out.exists() and (tmp_path / "results.new" / "results.json").exists()
+    recover_swap(out, "results.json", writer=False)  # what every reader does first
+    results = json.loads((out / "results.json").read_text())
+    assert (out / "results.json").read_bytes() == old or set(results["attacks"]) == {
+        "loss",
+        "mink",
+        "lira",
+    }
+    for entry in results["attacks"].values():  # every file the results name is there, whole
+        assert np.load(out / entry["scores_file"]).shape == (2, 60)
+    if point == "np.save":  # killed while building the new version: the old one stands
+        assert (out / "results.json").read_bytes() == old
+    new = runner.run_attacks(tmp_path, ["loss", "mink"], 2, bootstrap=0, overwrite=True)
+    assert set(new["attacks"]) == {"loss", "mink"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("results")) == ["results"]
+
+
+def test_only_the_loss_runs_the_default_set_on_the_loss_and_says_so(tmp_path):
+    from tests.test_attack_runner import write_workdir
+
+    write_workdir(tmp_path, text=False)
+    for name in ("logit", "mean_logp", "std_logp"):
+        (tmp_path / "stats" / f"{name}.npy").unlink(missing_ok=True)
+    results = runner.run_attacks(tmp_path, None, 2, bootstrap=0)
+    ran = results["attacks"]
+    for spec in ("lira", "seq:cov=pooled", "profile", "lira:variance=fixed"):
+        assert ran[spec]["diagnostics"]["statistic"] == "loss (stats/logit.npy is absent)"
+    assert set(results["skipped"]) == {"zlib", "minkpp"}, results["skipped"]
+
+
+def test_a_bad_named_statistic_fails_before_any_attack_runs(tmp_path, monkeypatch):
+    from seqmia_jax.attacks.base import ATTACKS, AttackInputError
+    from tests.test_attack_runner import write_workdir
+
+    write_workdir(tmp_path)
+    np.save(tmp_path / "stats" / "logit.npy", np.zeros((8, 60, 5), np.float32))  # wrong L
+    ran = []
+    mink = ATTACKS.get("mink")
+    monkeypatch.setattr(mink, "fn", lambda *a: ran.append("mink") or pytest.fail("ran"))
+    with pytest.raises(AttackInputError, match="logit.npy: shape"):
+        runner.run_attacks(tmp_path, ["mink", "lira:statistic=logit"], 2, bootstrap=0)
+    assert ran == [] and not (tmp_path / "results").exists()
+    with pytest.raises(AttackInputError, match="bootstrap must be >= 0"):
+        runner.run_attacks(tmp_path, ["mink"], 2, bootstrap=-3)

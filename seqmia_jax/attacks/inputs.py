@@ -8,11 +8,17 @@ statistics):
 - ``stats/<statistic>.npy``: float S x N x L, memory-mapped. ``loss.npy`` is
   required; ``logit``, ``mean_logp`` and ``std_logp`` are optional. Every
   value must be finite, absent positions included (they are ignored).
+  ``loss`` is checked at load; any other statistic when an attack first reads
+  it, so a bad file blocks only the attacks that need it.
 - ``stats/mask.npy`` (optional): bool N x L, False where a position is absent.
-- raw text for ``zlib`` (optional), either ``text.npy`` (N bytes or str
-  objects) or ``text_bytes.npy`` (uint8 N x M, rows right-padded with zeros)
-  with an optional ``text_lengths.npy`` (int N; without it trailing zero bytes
-  are stripped).
+- raw text for ``zlib`` (optional), either ``text.npy`` (a fixed-width bytes
+  or str array, dtype ``S`` or ``U``) or ``text_bytes.npy`` (uint8 N x M, rows
+  right-padded with zeros) with an optional ``text_lengths.npy`` (int N;
+  without it trailing zero bytes are stripped). It is read only when an attack
+  reads ``inputs.text``.
+
+Nothing is ever unpickled: every file is loaded with ``allow_pickle=False``,
+so a work directory from someone else cannot run code.
 
 Leave-one-out needs, for every target t and sample n, at least
 ``MIN_PER_SIDE`` IN and ``MIN_PER_SIDE`` OUT shadows among the models other
@@ -24,7 +30,7 @@ see the same targets.
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +42,26 @@ MIN_PER_SIDE = 2
 _CHUNK_ELEMENTS = 1 << 24  # finiteness checks read memmaps in blocks of about this many values
 
 
-def _load(path: Path, *, mmap: bool = False, allow_pickle: bool = False) -> np.ndarray:
+def _load(path: Path, *, mmap: bool = False) -> np.ndarray:
     if not path.is_file():
         raise AttackInputError(f"{path}: file not found")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"PK\x03\x04"):  # np.load would open it as an archive
+        raise AttackInputError(
+            f"{path}: is an .npz archive (np.savez), not a .npy array; save it with np.save"
+        )
+    if magic != b"\x93NUMPY":  # np.load would try to unpickle it
+        raise AttackInputError(f"{path}: not a readable .npy array (no NumPy header)")
     try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=allow_pickle)
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as err:
+        if "allow_pickle" in str(err):  # an object array: loading it would run pickle
+            raise AttackInputError(
+                f"{path}: holds Python objects, which would need pickle to load; pickle is "
+                "never used on inputs (save plain numeric or fixed-width text arrays)"
+            ) from None
+        raise AttackInputError(f"{path}: not a readable .npy array ({err})") from None
     except Exception as err:  # numpy raises several types for corrupt files
         raise AttackInputError(f"{path}: not a readable .npy array ({err})") from err
 
@@ -48,8 +69,13 @@ def _load(path: Path, *, mmap: bool = False, allow_pickle: bool = False) -> np.n
 def _as_bool(array: np.ndarray, path: Path) -> np.ndarray:
     if array.dtype == bool:
         return np.asarray(array)
-    if np.issubdtype(array.dtype, np.integer) and np.isin(array, (0, 1)).all():
-        return np.asarray(array, dtype=bool)
+    if np.issubdtype(array.dtype, np.integer):
+        bad = np.setdiff1d(np.unique(array), (0, 1))
+        if bad.size == 0:
+            return np.asarray(array, dtype=bool)
+        raise AttackInputError(
+            f"{path}: must hold only 0/1 (or bool); found the value(s) {bad[:5].tolist()}"
+        )
     raise AttackInputError(f"{path}: expected a bool (or 0/1) array, got dtype {array.dtype}")
 
 
@@ -74,41 +100,80 @@ def _check_finite(stat: np.ndarray, path: Path) -> None:
         )
 
 
-def _load_text(workdir: Path, num_samples: int) -> list[bytes] | None:
+def _text_source(workdir: Path) -> Path | None:
     text_path, bytes_path = workdir / "text.npy", workdir / "text_bytes.npy"
     if text_path.exists() and bytes_path.exists():
         raise AttackInputError(f"{workdir}: give text.npy or text_bytes.npy, not both")
-    if text_path.exists():
-        # Object arrays need pickle: only load text.npy from a work directory you trust.
-        text = _load(text_path, allow_pickle=True)
-        if text.shape != (num_samples,):
-            raise AttackInputError(f"{text_path}: shape {text.shape}, expected ({num_samples},)")
-        out = []
-        for n, item in enumerate(text):
-            if isinstance(item, str):
-                item = item.encode("utf-8")
-            if not isinstance(item, (bytes, np.bytes_)):
-                raise AttackInputError(
-                    f"{text_path}: entry {n} is {type(item).__name__}, not bytes"
-                )
-            out.append(bytes(item))
-        return out
-    if bytes_path.exists():
-        data = _load(bytes_path)
-        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[0] != num_samples:
+    return text_path if text_path.exists() else bytes_path if bytes_path.exists() else None
+
+
+def _load_text(path: Path, num_samples: int) -> list[bytes]:
+    data = _load(path)
+    if path.name == "text.npy":
+        if data.shape != (num_samples,) or data.dtype.kind not in "SU":
             raise AttackInputError(
-                f"{bytes_path}: expected uint8 ({num_samples}, M), got {data.dtype} {data.shape}"
+                f"{path}: expected a ({num_samples},) bytes or str array (dtype S or U), got "
+                f"{data.dtype} {data.shape}"
             )
-        lengths_path = workdir / "text_lengths.npy"
-        if lengths_path.exists():
-            lengths = _load(lengths_path)
-            if lengths.shape != (num_samples,) or not np.issubdtype(lengths.dtype, np.integer):
-                raise AttackInputError(f"{lengths_path}: expected int ({num_samples},)")
-            if lengths.min() < 0 or lengths.max() > data.shape[1]:
-                raise AttackInputError(f"{lengths_path}: lengths outside [0, {data.shape[1]}]")
-            return [row[:length].tobytes() for row, length in zip(data, lengths)]
-        return [row.tobytes().rstrip(b"\0") for row in data]
-    return None
+        return [item.encode("utf-8") if isinstance(item, str) else bytes(item) for item in data]
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[0] != num_samples:
+        raise AttackInputError(
+            f"{path}: expected uint8 ({num_samples}, M), got {data.dtype} {data.shape}"
+        )
+    lengths_path = path.parent / "text_lengths.npy"
+    if lengths_path.exists():
+        lengths = _load(lengths_path)
+        if lengths.shape != (num_samples,) or not np.issubdtype(lengths.dtype, np.integer):
+            raise AttackInputError(f"{lengths_path}: expected int ({num_samples},)")
+        if lengths.min() < 0 or lengths.max() > data.shape[1]:
+            raise AttackInputError(f"{lengths_path}: lengths outside [0, {data.shape[1]}]")
+        return [row[:length].tobytes() for row, length in zip(data, lengths)]
+    return [row.tobytes().rstrip(b"\0") for row in data]
+
+
+class LazyText(Sequence):
+    """The raw texts, read and checked on first use (only zlib and profile:by=token need them)."""
+
+    def __init__(self, path: Path, num_samples: int):
+        self._path, self._num_samples, self._texts = path, num_samples, None
+
+    def _get(self) -> list[bytes]:
+        if self._texts is None:
+            self._texts = _load_text(self._path, self._num_samples)
+        return self._texts
+
+    def __len__(self) -> int:
+        return self._num_samples
+
+    def __getitem__(self, index):
+        return self._get()[index]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._get())
+
+
+class LazyStats(Mapping):
+    """Statistic name -> S x N x L memmap, each checked (shape, dtype, finite) on first read."""
+
+    def __init__(self, load: Callable[[str], np.ndarray], names: Sequence[str]):
+        self._load, self._names, self._cache = load, tuple(names), {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._cache:
+            self._cache[name] = self._load(name)
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def view(self, index) -> "LazyStats":
+        """The same statistics restricted to models ``index``, still lazy."""
+        return LazyStats(lambda name: self[name][index], self._names)
 
 
 def load_inputs(workdir: str | os.PathLike, *, check_finite: bool = True) -> AttackInputs:
@@ -136,10 +201,11 @@ def load_inputs(workdir: str | os.PathLike, *, check_finite: bool = True) -> Att
     stats_dir = workdir / "stats"
     if not (stats_dir / "loss.npy").is_file():
         raise AttackInputError(f"{stats_dir / 'loss.npy'}: file not found (loss is required)")
-    stats: dict[str, np.ndarray] = {}
-    for path in sorted(stats_dir.glob("*.npy")):
-        if path.name == "mask.npy":
-            continue
+    names = sorted(p.stem for p in stats_dir.glob("*.npy") if p.name != "mask.npy")
+    loss_shape: list[tuple[int, ...]] = []  # filled once loss is read
+
+    def load_stat(name: str) -> np.ndarray:
+        path = stats_dir / f"{name}.npy"
         stat = _load(path, mmap=True)
         if stat.ndim != 3 or stat.shape[:2] != (num_models, num_samples):
             raise AttackInputError(
@@ -148,16 +214,17 @@ def load_inputs(workdir: str | os.PathLike, *, check_finite: bool = True) -> Att
             )
         if not np.issubdtype(stat.dtype, np.floating):
             raise AttackInputError(f"{path}: expected a float array, got dtype {stat.dtype}")
-        stats[path.stem] = stat
-    shape = stats["loss"].shape
-    for name, stat in stats.items():
-        if stat.shape != shape:
+        if loss_shape and stat.shape != loss_shape[0]:
             raise AttackInputError(
-                f"{stats_dir / (name + '.npy')}: shape {stat.shape} differs from "
-                f"{stats_dir / 'loss.npy'} {shape}"
+                f"{path}: shape {stat.shape} differs from {stats_dir / 'loss.npy'} {loss_shape[0]}"
             )
         if check_finite:
-            _check_finite(stat, stats_dir / f"{name}.npy")
+            _check_finite(stat, path)
+        return stat
+
+    stats = LazyStats(load_stat, names)
+    shape = stats["loss"].shape  # the required statistic is checked now
+    loss_shape.append(shape)
 
     mask_NxL = None
     mask_path = stats_dir / "mask.npy"
@@ -174,7 +241,8 @@ def load_inputs(workdir: str | os.PathLike, *, check_finite: bool = True) -> Att
                 f"{mask_path}: samples {empty[:10].tolist()} ({empty.size} in all) have no "
                 "present position"
             )
-    text = _load_text(workdir, num_samples)
+    source = _text_source(workdir)
+    text = None if source is None else LazyText(source, num_samples)
     return AttackInputs(stats=stats, keep_SxN=keep_SxN, mask_NxL=mask_NxL, text=text)
 
 
@@ -196,7 +264,10 @@ def subsample_models(inputs: AttackInputs, models: Sequence[int] | np.ndarray) -
         index = slice(int(models_M[0]), int(models_M[-1]) + 1)  # keeps memmaps lazy
     else:
         index = models_M
-    stats = {name: stat[index] for name, stat in inputs.stats.items()}
+    if isinstance(inputs.stats, LazyStats):
+        stats = inputs.stats.view(index)
+    else:
+        stats = {name: stat[index] for name, stat in inputs.stats.items()}
     return dataclasses.replace(inputs, stats=stats, keep_SxN=inputs.keep_SxN[index])
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
+from seqmia_jax.attacks import common
 from seqmia_jax.attacks.base import ATTACKS, Attack, AttackInputError, AttackInputs, AttackOptions
 from seqmia_jax.attacks.inputs import (  # noqa: F401  (re-exported)
     MIN_MODELS,
@@ -32,7 +33,11 @@ from seqmia_jax.attacks.inputs import (  # noqa: F401  (re-exported)
 from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, parse_spec, safe_name, split_specs
 from seqmia_jax.evaluation.metrics import DEFAULT_FPRS, evaluate
 from seqmia_jax.report.table import results_table_markdown
-from seqmia_jax.workdir import json_ready
+from seqmia_jax.workdir import json_ready, recover_swap, staging_for, swap_in
+
+# What the attack stage writes into its results directory (everything else there
+# belongs to other stages and is kept).
+OWNED = ("results.json", "results.md", "targets.npy", "scores", "evidence")
 
 
 def _resolve_attack(spec: str) -> tuple[Attack, AttackOptions]:
@@ -85,6 +90,7 @@ def score_attacks(
                 raise
             skipped[spec] = str(err)
             logging.info("skipping %s: not registered", spec)
+    fallbacks = _check_statistics(inputs, resolved, skipped, explicit)
 
     labels_TxN = np.asarray(inputs.keep_SxN, dtype=bool)[targets_T]
     results = {
@@ -117,7 +123,7 @@ def score_attacks(
             raise RuntimeError(
                 f"attack {spec!r} returned scores {scores_TxN.shape}, expected {labels_TxN.shape}"
             )
-        diagnostics = dict(output.diagnostics)
+        diagnostics = {**dict(output.diagnostics), **fallbacks.get(spec, {})}
         num_nan = int(np.isnan(scores_TxN).sum())
         if num_nan:
             # Rank NaN scores lowest (never a member) and say so, rather than fail the run.
@@ -134,6 +140,36 @@ def score_attacks(
                 evidence = np.asarray(output.evidence_TxNxL, dtype=np.float32)
         logging.info("%s: AUC %.4f in %.2f s", spec, metrics["auc"], seconds)
     return results, all_scores, evidence
+
+
+def _check_statistics(inputs: AttackInputs, resolved: dict, skipped: dict, explicit: bool):
+    """Reads (and so checks) every statistic an attack will use, before any attack runs.
+
+    A spec that does not name its statistic and defaults to ``logit`` runs on
+    the ``loss`` where stats/logit.npy is absent, and its diagnostics say so.
+    A statistic that is missing or bad fails a named attack now, not after
+    the attacks before it have run; from the default set it is skipped.
+    Returns spec -> the diagnostics of the fallback it took.
+    """
+    fallbacks = {}
+    for spec, (attack, opt) in list(resolved.items()):
+        name = getattr(opt, "statistic", None)
+        if name is None:
+            continue
+        if name == "logit" and name not in inputs.stats and "statistic" not in parse_spec(spec)[1]:
+            resolved[spec] = (attack, dataclasses.replace(opt, statistic="loss"))
+            fallbacks[spec] = {"statistic": "loss (stats/logit.npy is absent)"}
+            logging.info("%s: stats/logit.npy is absent; running it on the loss", spec)
+            name = "loss"
+        try:
+            common.statistic(inputs, attack.name, name)
+        except AttackInputError as err:
+            if explicit:
+                raise
+            skipped[spec] = str(err)
+            del resolved[spec]
+            logging.info("skipping %s: %s", spec, err)
+    return fallbacks
 
 
 def run_attacks(
@@ -162,21 +198,31 @@ def run_attacks(
       FileExistsError: results exist and ``overwrite`` is False.
     """
     out = Path(out_dir) if out_dir is not None else Path(workdir) / "results"
-    owned = ["results.json", "results.md", "targets.npy", "scores", "evidence"]
-    existing = [name for name in owned if (out / name).exists()]
+    recover_swap(out, "results.json", writer=True)
+    existing = [name for name in OWNED if (out / name).exists()]
     if existing and not overwrite:
         raise FileExistsError(
             f"{out}: results exist ({', '.join(existing)}); pass overwrite=True (--overwrite) "
             "to replace them"
         )
+    if bootstrap < 0:
+        raise AttackInputError(f"bootstrap must be >= 0; got {bootstrap}")
     inputs = load_inputs(workdir)
     results, all_scores, evidence = score_attacks(
         inputs, attacks, targets, bootstrap=bootstrap, seed=seed, evidence_attack=evidence_attack
     )
-    for name in existing:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    (out / "scores").mkdir(parents=True, exist_ok=True)
+    # The new results are built beside the old ones and swapped in whole, so a
+    # crash at any point leaves the complete old results or the complete new ones.
+    final, out = out, staging_for(out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    if final.exists():  # what other stages keep there (report, markers, diagnostics)
+        for item in final.iterdir():
+            if item.name not in OWNED:
+                copy = shutil.copytree if item.is_dir() else shutil.copy2
+                copy(item, out / item.name)
+    (out / "scores").mkdir()
     used: set[str] = set()
     for spec, scores_TxN in all_scores.items():
         stem = safe_name(spec)
@@ -191,8 +237,7 @@ def run_attacks(
             results["attacks"][spec]["evidence_file"] = f"evidence/{stem}.npy"
     np.save(out / "targets.npy", np.asarray(results["targets"], dtype=np.int64))
     results = json_ready(results)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(out / "results.json")
     (out / "results.md").write_text(results_table_markdown(results))
+    (out / "results.json").write_text(json.dumps(results, indent=2))  # last: marks it complete
+    swap_in(out, final)
     return results
