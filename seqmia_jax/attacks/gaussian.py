@@ -158,7 +158,7 @@ def gls_terms(chol_LxL, z_BxL, a_BxL, mask_BxL):
 def batched_cholesky(a_BxLxL):
     """Lower Cholesky factors of a batch (column by column); NaN where not positive definite."""
     length = a_BxLxL.shape[-1]
-    rows_L = jnp.arange(length)
+    rows_BxL = jnp.arange(length).reshape((1,) * (a_BxLxL.ndim - 2) + (length,))
 
     def column(j, l_BxLxL):
         # Columns >= j of the factor are still zero, so l @ l[j] sums over k < j only.
@@ -166,7 +166,7 @@ def batched_cholesky(a_BxLxL):
         a_col = jax.lax.dynamic_index_in_dim(a_BxLxL, j, axis=-1, keepdims=False)
         col_BxL = a_col - jnp.einsum("...ik,...k->...i", l_BxLxL, row_BxL)
         pivot = jnp.sqrt(jax.lax.dynamic_index_in_dim(col_BxL, j, axis=-1, keepdims=False))
-        new_BxL = jnp.where(rows_L >= j, col_BxL / pivot[..., None], 0.0)
+        new_BxL = jnp.where(rows_BxL >= j, col_BxL / pivot[..., None], 0.0)
         return jax.lax.dynamic_update_index_in_dim(l_BxLxL, new_BxL, j, axis=-1)
 
     return jax.lax.fori_loop(0, length, column, jnp.zeros_like(a_BxLxL))
