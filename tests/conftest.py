@@ -14,7 +14,6 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax
-import pytest
 
 jax.config.update(
     "jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "seqmia_jax_test_cache")
@@ -26,18 +25,3 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # misordered axis then passes unnoticed. "raise" makes such sums spell it out
 # ([None], [:, None]).
 jax.config.update("jax_numpy_rank_promotion", "raise")
-
-# Test modules that still reach attack code relying on implicit rank promotion
-# (issue 11); they run under "allow" until seqmia_jax/attacks/ broadcasts
-# explicitly. Remove a module from this set once its run passes without it.
-RANK_PROMOTION_PENDING = {"test_audit", "test_faults", "test_profile", "test_sequence"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _rank_promotion_pending(request):
-    # Module scope, so module-scoped fixtures (a shared tiny run) are covered too.
-    if request.module.__name__.rsplit(".", 1)[-1] in RANK_PROMOTION_PENDING:
-        with jax.numpy_rank_promotion("allow"):
-            yield
-    else:
-        yield

@@ -75,7 +75,9 @@ class Pooled(CovarianceModel):
             fourth = 0.0
             for s in pool:
                 x_rows, w = side_rows(sub, on_sub_M, t, s)
-                r = jnp.where(sub.mask_MxL, (x_rows - mom_sub[s].mu_NxL) / std_L, 0.0)
+                r = jnp.where(
+                    sub.mask_MxL[None], (x_rows - mom_sub[s].mu_NxL[None]) / std_L[None, None], 0.0
+                )
                 fourth = fourth + _fourth(r, w)
         corr, std_L, rho = gaussian.shrunk_correlation(cross, dof, cfg.shrinkage, fourth)
         return SideFit(corr * jnp.outer(std_L, std_L), rho)
@@ -104,7 +106,8 @@ class Hetero(CovarianceModel):
             x_rows, w = side_rows(sub, on_sub_M, t, s)
             # Residual rows, not per-sample Gram matrices: those lose the exact
             # rank deficiency of few shadows, which jitter must see to repair.
-            z = jnp.where(m, (x_rows - mom.mu_NxL) / jnp.sqrt(mom.var_NxL), 0.0) * w[..., None]
+            z_KxMxL = (x_rows - mom.mu_NxL[None]) / jnp.sqrt(mom.var_NxL)[None]
+            z = jnp.where(m[None], z_KxMxL, 0.0) * w[..., None]
             flat = z.reshape(-1, z.shape[-1])
             cross = cross + flat.T @ flat
             dof = dof + (mf * (mom.k_N - 1.0)[:, None]).T @ mf
@@ -144,12 +147,13 @@ class Copula(CovarianceModel):
             x_rows, w = side_rows(sub, on_sub_M, t, s)
             x_rows, w = x_rows[:, pick], w[:, pick]
             inflate = jnp.sqrt((k + 1.0) / jnp.maximum(k - 1.0, 1.0))[:, None]
-            u = jnp.where(m, (x_rows - mom.mu_NxL) / jnp.sqrt(mom.var_NxL) * inflate, 0.0)
+            std_KxPxL = (x_rows - mom.mu_NxL[None]) / jnp.sqrt(mom.var_NxL)[None] * inflate[None]
+            u = jnp.where(m[None], std_KxPxL, 0.0)
             u_rows.append(u * (w[..., None] > 0))
             w_rows.append(w)
         u_KxPxL, w_KxP = jnp.concatenate(u_rows), jnp.concatenate(w_rows)
         length = m.shape[-1]
-        w_flat = (w_KxP[..., None] * m).reshape(-1, length)
+        w_flat = (w_KxP[..., None] * m[None]).reshape(-1, length)
         marginal = gaussian.fit_marginal(u_KxPxL.reshape(-1, length), w_flat)
         z, _ = gaussian.eval_marginal(*marginal, u_KxPxL.reshape(-1, length))
         z = jnp.where(m, z.reshape(u_KxPxL.shape), 0.0) * w_KxP[..., None]

@@ -110,7 +110,7 @@ def jittered_cholesky(a_LxL, factor=jnp.linalg.cholesky) -> tuple[jax.Array, jax
     scale = jnp.mean(jnp.diag(a_LxL))
     jitters = scale * 10.0 ** jnp.asarray(_JITTER_EXPONENTS, dtype=a_LxL.dtype)
     eye = jnp.eye(a_LxL.shape[0], dtype=a_LxL.dtype)
-    chols = factor(a_LxL[None] + jitters[:, None, None] * eye)
+    chols = factor(a_LxL[None] + jitters[:, None, None] * eye[None])
     finite = jnp.all(jnp.isfinite(chols), axis=(1, 2))
     first = jnp.argmax(finite)
     return chols[first], jitters[first], jnp.any(finite)
@@ -125,7 +125,7 @@ def padded(a_LxL, present_L):
 def chain_terms(chol_LxL, z_BxL, extra_BxL, mask_BxL):
     """Per-position terms of log N(z; 0, chol chol^T) + extra, zero where masked."""
     w_BxL = solve_triangular(chol_LxL, z_BxL.T, lower=True).T
-    terms = -0.5 * w_BxL**2 - jnp.log(jnp.diag(chol_LxL)) + extra_BxL
+    terms = -0.5 * w_BxL**2 - jnp.log(jnp.diag(chol_LxL))[None] + extra_BxL
     return jnp.where(mask_BxL, terms, 0.0)
 
 
@@ -253,12 +253,12 @@ def fit_marginal(u_RxL, w_RxL, num_knots: int = 512) -> Marginal:
     knots_G = jnp.arange(num_knots, dtype=u_RxL.dtype)
     n_L = jnp.maximum(jnp.sum(w_RxL, axis=0), 1.0)
     mean_L = jnp.sum(w_RxL * u_RxL, axis=0) / n_L
-    sd_L = jnp.sqrt(jnp.sum(w_RxL * (u_RxL - mean_L) ** 2, axis=0) / n_L)
+    sd_L = jnp.sqrt(jnp.sum(w_RxL * (u_RxL - mean_L[None]) ** 2, axis=0) / n_L)
     sd_L = jnp.where(sd_L > 0, sd_L, 1.0)
     h_L = 1.06 * sd_L * n_L ** (-0.2)
     bound_L = jnp.max(jnp.where(w_RxL > 0, jnp.abs(u_RxL), 0.0), axis=0) + 6.0 * h_L
     delta_L = 2.0 * bound_L / (num_knots - 1)
-    pos = (jnp.clip(u_RxL, -bound_L, bound_L) + bound_L) / delta_L
+    pos = (jnp.clip(u_RxL, -bound_L[None], bound_L[None]) + bound_L[None]) / delta_L[None]
     i = jnp.clip(jnp.floor(pos), 0, num_knots - 2).astype(jnp.int32)
     frac = pos - i
     length = u_RxL.shape[1]
@@ -285,11 +285,11 @@ def fit_marginal(u_RxL, w_RxL, num_knots: int = 512) -> Marginal:
 def eval_marginal(cdf_LxG, bound_L, delta_L, u_BxL):
     """Normal score z = Phi^-1(F(u)) and log density log f(u) of the tabulated marginal."""
     num_knots = cdf_LxG.shape[1]
-    pos = (jnp.clip(u_BxL, -bound_L, bound_L) + bound_L) / delta_L
+    pos = (jnp.clip(u_BxL, -bound_L[None], bound_L[None]) + bound_L[None]) / delta_L[None]
     i = jnp.clip(jnp.floor(pos), 0, num_knots - 2).astype(jnp.int32)
     frac = pos - i
     lo = jnp.take_along_axis(cdf_LxG.T, i, axis=0)
     hi = jnp.take_along_axis(cdf_LxG.T, i + 1, axis=0)
     cdf = jnp.clip(lo + frac * (hi - lo), 1e-300, 1.0 - 1e-16)
-    log_density = jnp.log(jnp.maximum(hi - lo, 1e-300) / delta_L)
+    log_density = jnp.log(jnp.maximum(hi - lo, 1e-300) / delta_L[None])
     return ndtri(cdf), log_density

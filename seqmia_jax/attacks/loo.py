@@ -125,7 +125,7 @@ def subset_indices(num_samples: int, cov_samples: int) -> np.ndarray:
 @jax.jit
 def _chunk_cross(x_SxCxL, keep_SxC, center_CxL, mask_CxL):
     """Per side and sample the sum over the side's shadows of x x^T, and the rows C x S x L."""
-    xc = jnp.where(mask_CxL, x_SxCxL.astype(jnp.float64) - center_CxL, 0.0)
+    xc = jnp.where(mask_CxL[None], x_SxCxL.astype(jnp.float64) - center_CxL[None], 0.0)
     cross = {}
     for side, on_SxC in (("in", keep_SxC), ("out", ~keep_SxC)):
         cross[side] = jnp.einsum("scl,scm->clm", jnp.where(on_SxC[..., None], xc, 0.0), xc)
@@ -213,7 +213,7 @@ def collect(
 
 @jax.jit
 def _center_subset(x_SxMxL, center_MxL, mask_MxL):
-    return jnp.where(mask_MxL, x_SxMxL.astype(jnp.float64) - center_MxL, 0.0)
+    return jnp.where(mask_MxL[None], x_SxMxL.astype(jnp.float64) - center_MxL[None], 0.0)
 
 
 @jax.jit

@@ -112,7 +112,7 @@ def _weights(bins, by, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL):
         num_bins *= _TOKEN_IDS
     if "position" in features:
         length = feature_NxL.shape[1]
-        bin_NxL = jnp.broadcast_to(bin_NxL * length + jnp.arange(length), feature_NxL.shape)
+        bin_NxL = jnp.broadcast_to(bin_NxL * length + jnp.arange(length)[None], feature_NxL.shape)
         num_bins *= length
     present = mask_NxL.astype(feature_NxL.dtype)
     size_G = jnp.bincount(bin_NxL.ravel(), present.ravel(), length=num_bins)
