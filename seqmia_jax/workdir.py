@@ -73,41 +73,61 @@ def identity(config_dict: dict) -> dict[str, Any]:
     }
 
 
-def swap_in(staging: Path, final: Path) -> None:
-    """Replaces directory ``final`` by the complete directory ``staging``.
+STAGED = ".staged"  # written last into a staging directory: it is complete
 
-    Two renames: ``final`` -> ``final.old``, then ``staging`` -> ``final``. A
-    crash between them leaves no ``final`` but both complete versions, and
-    ``recover_swap`` (which every reader and writer of ``final`` calls first)
-    puts one back, so ``final`` is always the complete old or the complete new.
+
+@contextlib.contextmanager
+def replacing(final: Path, owned: Callable[[str], bool]) -> Iterator[Path]:
+    """Yields a staging directory for the next version of directory ``final``.
+
+    The stage writes the entries it ``owns`` (by name) into the staging
+    directory; every other entry of ``final`` is already there, hard-linked
+    (so large score files cost nothing), and must not be written to. On
+    success the staging directory replaces ``final`` by two renames
+    (``final`` -> ``final.old``, staging -> ``final``); on an exception it is
+    discarded. A crash at any point leaves the complete old version or the
+    complete new one: ``recover_swap``, which every reader and writer of
+    ``final`` calls first, puts one back if the crash fell between the renames.
     """
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
+    recover_swap(final, writer=True)
+    staging, old = _staging(final), final.with_name(final.name + ".old")
+    staging.mkdir(parents=True)
+    try:
+        if final.exists():
+            for item in final.iterdir():
+                if item.name != STAGED and not owned(item.name):
+                    if item.is_dir():
+                        shutil.copytree(item, staging / item.name, copy_function=os.link)
+                    else:
+                        os.link(item, staging / item.name)
+        yield staging
+        (staging / STAGED).touch()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if final.exists():
         os.replace(final, old)
     os.replace(staging, final)
-    if old.exists():
-        shutil.rmtree(old)
+    (final / STAGED).unlink()
+    shutil.rmtree(old, ignore_errors=True)
 
 
-def staging_for(final: Path) -> Path:
-    """Where a writer builds the next version of directory ``final``."""
+def _staging(final: Path) -> Path:
     return final.with_name(final.name + ".new")
 
 
-def recover_swap(final: Path, complete: str, *, writer: bool) -> None:
-    """Finishes or undoes a ``swap_in`` of ``final`` that a crash interrupted.
+def recover_swap(final: Path, *, writer: bool) -> None:
+    """Finishes or undoes a ``replacing`` of ``final`` that a crash interrupted.
 
-    ``complete`` is the file written last into a staging directory: one
-    without it is an unfinished attempt. Only a ``writer`` (holding the
-    work-directory lock) discards leftovers; a reader only puts back a
-    missing ``final``.
+    Only a ``writer`` (holding the work-directory lock) discards leftovers: an
+    unfinished staging directory, or the old version once the new one is in.
+    A reader only puts back a missing ``final``.
     """
-    staging, old = staging_for(final), final.with_name(final.name + ".old")
+    staging, old = _staging(final), final.with_name(final.name + ".old")
     if not final.exists():
-        if (staging / complete).exists():
+        if (staging / STAGED).exists():
             os.replace(staging, final)
+            (final / STAGED).unlink()
         elif old.exists():
             os.replace(old, final)
     for leftover in (staging, old):

@@ -310,8 +310,8 @@ def test_sigkill_during_the_attack_stage_leaves_complete_old_or_new_results(tmp_
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
     if (point, count) == ("os.replace", 1):  # killed between the renames: no results/
-        assert not out.exists() and (tmp_path / "results.new" / "results.json").exists()
-    recover_swap(out, "results.json", writer=False)  # what every reader does first
+        assert not out.exists() and (tmp_path / "results.new" / ".staged").exists()
+    recover_swap(out, writer=False)  # what every reader does first
     results = json.loads((out / "results.json").read_text())
     assert (out / "results.json").read_bytes() == old or set(results["attacks"]) == {
         "loss",
@@ -354,3 +354,53 @@ def test_a_bad_named_statistic_fails_before_any_attack_runs(tmp_path, monkeypatc
     assert ran == [] and not (tmp_path / "results").exists()
     with pytest.raises(AttackInputError, match="bootstrap must be >= 0"):
         runner.run_attacks(tmp_path, ["mink"], 2, bootstrap=-3)
+
+
+_REPORT_KILLER = """
+import os, pathlib, signal, sys
+from seqmia_jax.config import from_config_dict
+from seqmia_jax.data import load_dataset
+from seqmia_jax.report import write_report
+from tests.helpers import tiny_config
+
+point = sys.argv[2]
+calls = {"n": 0}
+
+def killing(original):
+    def wrapped(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    return wrapped
+
+if point == "write_text":
+    pathlib.Path.write_text = killing(pathlib.Path.write_text)
+else:
+    os.replace = killing(os.replace)
+write_report(sys.argv[1], load_dataset(tiny_config().data), overwrite=True, num_exposed=3)
+"""
+
+
+@pytest.mark.parametrize("point", ["write_text", "os.replace"])
+def test_sigkill_during_the_report_leaves_the_complete_old_or_new_report(audited, tmp_path, point):
+    from seqmia_jax.workdir import recover_swap
+
+    path = _copy(audited, tmp_path)
+    out = path / "results"
+    old_index = (out / "index.html").read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-c", _REPORT_KILLER, str(path), point],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    recover_swap(out, writer=False)
+    marker = json.loads((out / "report.json").read_text())
+    assert all((out / name).is_file() for name in marker["files"])
+    assert (out / "results.json").is_file() and (out / "scores").is_dir()
+    if point == "write_text":  # killed while writing the new report: the old one stands
+        assert (out / "index.html").read_bytes() == old_index

@@ -12,7 +12,6 @@ evidence attack.
 import dataclasses
 import json
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,7 @@ from seqmia_jax.attacks.inputs import (  # noqa: F401  (re-exported)
 from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, parse_spec, safe_name, split_specs
 from seqmia_jax.evaluation.metrics import DEFAULT_FPRS, evaluate
 from seqmia_jax.report.table import results_table_markdown
-from seqmia_jax.workdir import json_ready, recover_swap, staging_for, swap_in
+from seqmia_jax.workdir import json_ready, recover_swap, replacing
 
 # What the attack stage writes into its results directory (everything else there
 # belongs to other stages and is kept).
@@ -198,7 +197,7 @@ def run_attacks(
       FileExistsError: results exist and ``overwrite`` is False.
     """
     out = Path(out_dir) if out_dir is not None else Path(workdir) / "results"
-    recover_swap(out, "results.json", writer=True)
+    recover_swap(out, writer=True)
     existing = [name for name in OWNED if (out / name).exists()]
     if existing and not overwrite:
         raise FileExistsError(
@@ -213,15 +212,12 @@ def run_attacks(
     )
     # The new results are built beside the old ones and swapped in whole, so a
     # crash at any point leaves the complete old results or the complete new ones.
-    final, out = out, staging_for(out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    if final.exists():  # what other stages keep there (report, markers, diagnostics)
-        for item in final.iterdir():
-            if item.name not in OWNED:
-                copy = shutil.copytree if item.is_dir() else shutil.copy2
-                copy(item, out / item.name)
+    with replacing(out, lambda name: name in OWNED) as stage:
+        return _write_results(stage, results, all_scores, evidence, evidence_attack)
+
+
+def _write_results(out: Path, results: dict, all_scores: dict, evidence, evidence_attack) -> dict:
+    """Writes scores/, evidence/, targets.npy, results.md and results.json into ``out``."""
     (out / "scores").mkdir()
     used: set[str] = set()
     for spec, scores_TxN in all_scores.items():
@@ -238,6 +234,5 @@ def run_attacks(
     np.save(out / "targets.npy", np.asarray(results["targets"], dtype=np.int64))
     results = json_ready(results)
     (out / "results.md").write_text(results_table_markdown(results))
-    (out / "results.json").write_text(json.dumps(results, indent=2))  # last: marks it complete
-    swap_in(out, final)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
     return results

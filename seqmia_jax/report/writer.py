@@ -40,7 +40,7 @@ from seqmia_jax.report.families import in_family_order
 from seqmia_jax.report.headline import Headline, headline
 from seqmia_jax.report.table import fmt, results_table_markdown
 from seqmia_jax.report.view import SampleView
-from seqmia_jax.workdir import json_ready
+from seqmia_jax.workdir import json_ready, recover_swap, replacing
 
 MARKER = "report.json"
 _REPORT_FILES = (
@@ -261,6 +261,7 @@ def write_report(
     """
     workdir = Path(workdir)
     out = Path(results_dir) if results_dir is not None else workdir / "results"
+    recover_swap(out, writer=False)  # a crash between the renames of a stage's swap
     results, results_sha256 = _load_results(out)
     _check_overwrite(out, results_sha256, overwrite)
     num_samples, seq_len = results["num_samples"], results["seq_len"]
@@ -278,79 +279,86 @@ def write_report(
     labels_TxN = keep_SxN[targets_T]
     mask_NxL = _optional_mask(workdir, num_samples, seq_len)
 
-    for name in _REPORT_FILES:  # old views must not outlive an overwrite
-        (out / name).unlink(missing_ok=True)
-    written: dict[str, Path] = {}
-    attacks = results.get("attacks", {})
-    scores = {spec: np.load(out / entry["scores_file"]) for spec, entry in attacks.items()}
-    head = headline(results)
-    loss_path = workdir / "stats" / "loss.npy"
-    loss_SxNxL = np.load(loss_path, mmap_mode="r") if loss_path.is_file() else None
-    gap = None if loss_SxNxL is None else summary.loss_gap(loss_SxNxL, keep_SxN, mask_NxL)
-    facts = summary.header_facts(results, gap, loss_path)
+    # Built beside the old report and swapped in whole (with the attack results,
+    # hard-linked): a crash leaves the complete old report or the complete new one,
+    # and no old view outlives an overwrite.
+    final = out
+    with replacing(final, lambda name: name in _REPORT_FILES or name == "results.md") as out:
+        written: dict[str, Path] = {}
+        attacks = results.get("attacks", {})
+        scores = {spec: np.load(out / entry["scores_file"]) for spec, entry in attacks.items()}
+        head = headline(results)
+        loss_path = workdir / "stats" / "loss.npy"
+        loss_SxNxL = np.load(loss_path, mmap_mode="r") if loss_path.is_file() else None
+        gap = None if loss_SxNxL is None else summary.loss_gap(loss_SxNxL, keep_SxN, mask_NxL)
+        facts = summary.header_facts(results, gap, loss_path)
 
-    view = SampleView(head.ranking_attack, *_evidence_attack(attacks))
-    if attacks:
-        num_pos, num_neg = int(labels_TxN.sum()), int((~labels_TxN).sum())
-        curves = {spec: roc.roc_on_grid(s, labels_TxN) for spec, s in scores.items()}
-        labels = {spec: roc.legend_label(spec, entry) for spec, entry in attacks.items()}
-        title = f"{dataset.name}: S={results['num_models']}, {len(targets_T)} targets"
-        roc.plot_roc(curves, labels, num_neg, num_pos, out / "roc.png", title)
-        charts.plot_tpr_intervals(attacks, num_pos, out / "tpr_intervals.png", title)
-        written["roc.png"], written["tpr_intervals.png"] = (
-            out / "roc.png",
-            out / "tpr_intervals.png",
-        )
-        view.measure(dataset, scores, labels_TxN, loss_SxNxL, keep_SxN, mask_NxL)
-        samples.write_samples_csv(out / "samples.csv", view.columns)
-        written["samples.csv"] = out / "samples.csv"
-        charts.plot_sample_auc(
-            view.per_attack[view.ranking]["auc"],
-            list(zip(labels_TxN.sum(0).tolist(), (~labels_TxN).sum(0).tolist())),
-            view.summaries[view.ranking]["exposed"],
-            view.ranking,
-            out / "sample_auc.png",
-        )
-        written["sample_auc.png"] = out / "sample_auc.png"
-        view.select(num_exposed, out, labels_TxN, results)
-        # The view ranks samples even without evidence to shade them.
-        name = "leakage.html" if dataset.kind == "text" else "leakage.png"
-        if dataset.kind == "text":
-            reason = html.inline(view.reason(head, results))
-            page = leakage.leakage_html(
-                dataset, view.items, view.evidence_KxL, reason, view.evidence_spec, mask_NxL
+        view = SampleView(head.ranking_attack, *_evidence_attack(attacks))
+        if attacks:
+            num_pos, num_neg = int(labels_TxN.sum()), int((~labels_TxN).sum())
+            curves = {spec: roc.roc_on_grid(s, labels_TxN) for spec, s in scores.items()}
+            labels = {spec: roc.legend_label(spec, entry) for spec, entry in attacks.items()}
+            title = f"{dataset.name}: S={results['num_models']}, {len(targets_T)} targets"
+            roc.plot_roc(curves, labels, num_neg, num_pos, out / "roc.png", title)
+            charts.plot_tpr_intervals(attacks, num_pos, out / "tpr_intervals.png", title)
+            written["roc.png"], written["tpr_intervals.png"] = (
+                out / "roc.png",
+                out / "tpr_intervals.png",
             )
-            (out / name).write_text(page, encoding="utf-8")
-        else:
-            leakage.leakage_figure(
-                dataset, view.items, view.evidence_KxL, view.evidence_spec, out / name
+            view.measure(dataset, scores, labels_TxN, loss_SxNxL, keep_SxN, mask_NxL)
+            samples.write_samples_csv(out / "samples.csv", view.columns)
+            written["samples.csv"] = out / "samples.csv"
+            charts.plot_sample_auc(
+                view.per_attack[view.ranking]["auc"],
+                list(zip(labels_TxN.sum(0).tolist(), (~labels_TxN).sum(0).tolist())),
+                view.summaries[view.ranking]["exposed"],
+                view.ranking,
+                out / "sample_auc.png",
             )
-        written[name] = out / name
-    text = summary.header_markdown(results, gap, loss_path) + "\n" + results_table_markdown(results)
-    text += _report_markdown(head, view, written, results)
-    (out / "results.md").write_text(text, encoding="utf-8")
-    written["results.md"] = out / "results.md"
-    config = _json_or_none(workdir / "config.json")
-    page = _index_page(dataset, results, head, view, written, facts, config, workdir, mask_NxL)
-    (out / "index.html").write_text(page, encoding="utf-8")
-    written["index.html"] = out / "index.html"
+            written["sample_auc.png"] = out / "sample_auc.png"
+            view.select(num_exposed, out, labels_TxN, results)
+            # The view ranks samples even without evidence to shade them.
+            name = "leakage.html" if dataset.kind == "text" else "leakage.png"
+            if dataset.kind == "text":
+                reason = html.inline(view.reason(head, results))
+                page = leakage.leakage_html(
+                    dataset, view.items, view.evidence_KxL, reason, view.evidence_spec, mask_NxL
+                )
+                (out / name).write_text(page, encoding="utf-8")
+            else:
+                leakage.leakage_figure(
+                    dataset, view.items, view.evidence_KxL, view.evidence_spec, out / name
+                )
+            written[name] = out / name
+        text = (
+            summary.header_markdown(results, gap, loss_path)
+            + "\n"
+            + results_table_markdown(results)
+        )
+        text += _report_markdown(head, view, written, results)
+        (out / "results.md").write_text(text, encoding="utf-8")
+        written["results.md"] = out / "results.md"
+        config = _json_or_none(workdir / "config.json")
+        page = _index_page(dataset, results, head, view, written, facts, config, workdir, mask_NxL)
+        (out / "index.html").write_text(page, encoding="utf-8")
+        written["index.html"] = out / "index.html"
 
-    marker = {
-        "files": sorted([*written, MARKER]),
-        "results_sha256": results_sha256,
-        "headline": list(head.sentences),
-        "comparison_fpr": head.fpr_key,
-        "ranked_by": view.ranking,
-        "evidence_attack": view.evidence_spec if view.evidence_KxL is not None else None,
-        "evidence_file": view.evidence_file if view.evidence_KxL is not None else None,
-        "vulnerable": [vars(item) for item in view.items],
-        "exposure": {
-            spec: {k: v for k, v in summary_.items() if k != "exposed_samples"}
-            for spec, summary_ in view.summaries.items()
-        },
-        "exposed_samples": view.summaries.get(view.ranking, {}).get("exposed_samples", []),
-        "loss_gap": gap,
-    }
-    (out / MARKER).write_text(json.dumps(json_ready(marker), indent=2))
-    written[MARKER] = out / MARKER
-    return written
+        marker = {
+            "files": sorted([*written, MARKER]),
+            "results_sha256": results_sha256,
+            "headline": list(head.sentences),
+            "comparison_fpr": head.fpr_key,
+            "ranked_by": view.ranking,
+            "evidence_attack": view.evidence_spec if view.evidence_KxL is not None else None,
+            "evidence_file": view.evidence_file if view.evidence_KxL is not None else None,
+            "vulnerable": [vars(item) for item in view.items],
+            "exposure": {
+                spec: {k: v for k, v in summary_.items() if k != "exposed_samples"}
+                for spec, summary_ in view.summaries.items()
+            },
+            "exposed_samples": view.summaries.get(view.ranking, {}).get("exposed_samples", []),
+            "loss_gap": gap,
+        }
+        (out / MARKER).write_text(json.dumps(json_ready(marker), indent=2))
+        written[MARKER] = out / MARKER
+    return {name: final / path.relative_to(out) for name, path in written.items()}
