@@ -18,6 +18,7 @@ from seqmia_jax.attacks.runner import run_attacks
 from seqmia_jax.attacks.specs import split_specs
 from seqmia_jax.config import AttackConfig, parse_targets
 from seqmia_jax.report.table import results_table_markdown
+from seqmia_jax.workdir import Workdir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory with stats/.", required=True)
 _ATTACKS = flags.DEFINE_string("attacks", "", "';'-separated attack specs; empty = defaults.")
@@ -35,16 +36,17 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing results.")
 
 def _run() -> None:
     try:
-        results = run_attacks(
-            _WORKDIR.value,
-            split_specs(_ATTACKS.value) or None,
-            parse_targets(_TARGETS.value),
-            bootstrap=_BOOTSTRAP.value,
-            seed=_SEED.value,
-            evidence_attack=_EVIDENCE.value,
-            out_dir=_OUT_DIR.value,
-            overwrite=_OVERWRITE.value,
-        )
+        with Workdir(_WORKDIR.value).lock(collective=False, create=False):
+            results = run_attacks(
+                _WORKDIR.value,
+                split_specs(_ATTACKS.value) or None,
+                parse_targets(_TARGETS.value),
+                bootstrap=_BOOTSTRAP.value,
+                seed=_SEED.value,
+                evidence_attack=_EVIDENCE.value,
+                out_dir=_OUT_DIR.value,
+                overwrite=_OVERWRITE.value,
+            )
     except FileExistsError as err:
         raise AttackInputError(str(err)) from err
     print(results_table_markdown(results))

@@ -226,7 +226,7 @@ class Workdir:
     results = property(lambda self: self.path / "results")
 
     @contextlib.contextmanager
-    def lock(self, *, collective: bool = True) -> Iterator[None]:
+    def lock(self, *, collective: bool = True, create: bool = True) -> Iterator[None]:
         """Holds the work directory's writer lock (an advisory ``flock`` on ``.lock``).
 
         A second writer, in this host or another one sharing the file system,
@@ -236,6 +236,7 @@ class Workdir:
         only what process 0 coordinates); with ``collective`` (stages that
         every process runs) every process learns whether it got it, so all fail
         together, and host-only stages run by process 0 alone pass False.
+        Stages that need an existing directory pass ``create=False``.
         """
         key = self.path.absolute()
         if key in _HELD:
@@ -247,7 +248,7 @@ class Workdir:
             return
         handle, error = None, ""
         if processes.is_primary():
-            handle, error = self._acquire()
+            handle, error = self._acquire(create)
         failed = np.int32(handle is None and processes.is_primary())
         if int(processes.from_primary(failed) if collective else failed):
             raise WorkdirError(error or f"work directory {self.path} is locked by another writer")
@@ -259,10 +260,12 @@ class Workdir:
             if handle is not None:
                 handle.close()  # releases the flock
 
-    def _acquire(self):
-        """(open lock file, "") or (None, the reason it is held)."""
+    def _acquire(self, create: bool):
+        """(open lock file, "") or (None, the reason it cannot be taken)."""
         if self.path.exists() and not self.path.is_dir():
             return None, f"work directory {self.path} is a file, not a directory"
+        if not create and not self.path.is_dir():
+            return None, f"work directory {self.path} does not exist"
         self.path.mkdir(parents=True, exist_ok=True)
         path = self.path / ".lock"
         handle = open(path, "a+")  # noqa: SIM115  (held open while the lock lives)

@@ -404,3 +404,19 @@ def test_sigkill_during_the_report_leaves_the_complete_old_or_new_report(audited
     assert (out / "results.json").is_file() and (out / "scores").is_dir()
     if point == "write_text":  # killed while writing the new report: the old one stands
         assert (out / "index.html").read_bytes() == old_index
+
+
+def test_the_attack_cli_is_refused_while_another_writer_holds_the_work_directory(tmp_path):
+    from tests.test_attack_runner import write_workdir
+
+    write_workdir(tmp_path)
+    with Workdir(tmp_path).lock():
+        proc = subprocess.run(
+            [sys.executable, "-m", "experiments.attack", f"--workdir={tmp_path}", "--attacks=loss"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert proc.returncode == 2 and f"is in use by PID {os.getpid()}" in proc.stderr
+    assert not (tmp_path / "results").exists()
