@@ -13,7 +13,6 @@ whose inputs are absent. Bad inputs print one message and exit with status 2.
 from absl import flags
 
 from seqmia_jax import launch
-from seqmia_jax.attacks.base import AttackInputError
 from seqmia_jax.attacks.runner import run_attacks
 from seqmia_jax.attacks.specs import split_specs
 from seqmia_jax.config import AttackConfig, parse_targets
@@ -35,20 +34,20 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing results.")
 
 
 def _run() -> None:
-    try:
-        with Workdir(_WORKDIR.value).lock(collective=False, create=False):
-            results = run_attacks(
-                _WORKDIR.value,
-                split_specs(_ATTACKS.value) or None,
-                parse_targets(_TARGETS.value),
-                bootstrap=_BOOTSTRAP.value,
-                seed=_SEED.value,
-                evidence_attack=_EVIDENCE.value,
-                out_dir=_OUT_DIR.value,
-                overwrite=_OVERWRITE.value,
-            )
-    except FileExistsError as err:
-        raise AttackInputError(str(err)) from err
+    # The lock is taken where the results go, so a read-only work directory can be
+    # attacked into an --out_dir elsewhere.
+    target = Workdir(_OUT_DIR.value or _WORKDIR.value)
+    with target.lock(collective=False, create=_OUT_DIR.value is not None):
+        results = run_attacks(
+            _WORKDIR.value,
+            split_specs(_ATTACKS.value) or None,
+            parse_targets(_TARGETS.value),
+            bootstrap=_BOOTSTRAP.value,
+            seed=_SEED.value,
+            evidence_attack=_EVIDENCE.value,
+            out_dir=_OUT_DIR.value,
+            overwrite=_OVERWRITE.value,
+        )
     print(results_table_markdown(results))
 
 

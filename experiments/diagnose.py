@@ -10,7 +10,7 @@ import numpy as np
 from absl import flags
 
 from seqmia_jax import analysis, launch
-from seqmia_jax.workdir import write_json
+from seqmia_jax.workdir import Workdir, recover_swap, write_json
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Scored work directory.", required=True)
 _STATISTICS = flags.DEFINE_list("statistics", ["loss", "logit"], "Statistics to diagnose.")
@@ -30,8 +30,10 @@ def main(argv):
             )
             for name in _STATISTICS.value
         }
-        (wd / "results").mkdir(exist_ok=True)
-        write_json(wd / "results" / "diagnostics.json", report)
+        with Workdir(wd).lock(collective=False, create=False):
+            recover_swap(wd / "results", writer=True)
+            (wd / "results").mkdir(exist_ok=True)
+            write_json(wd / "results" / "diagnostics.json", report)
         print(json.dumps(report, indent=1))
 
     launch.run_cleanly(run)

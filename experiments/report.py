@@ -25,9 +25,11 @@ def main(argv):
         cfg = from_config_dict(_CONFIG.value)
         dataset = load_dataset(cfg.data)
         # The report pairs scores with samples: both must come from this config.
-        Workdir(_WORKDIR.value).check(cfg, dataset.fingerprint)
+        wd = Workdir(_WORKDIR.value)
+        wd.check(cfg, dataset.fingerprint)
         try:
-            paths = write_report(_WORKDIR.value, dataset, overwrite=_OVERWRITE.value)
+            with wd.lock(collective=False, create=False):  # it replaces files in results/
+                paths = write_report(wd.path, dataset, overwrite=_OVERWRITE.value)
         except (ValueError, FileNotFoundError) as error:  # the writer's documented refusals
             raise WorkdirError(str(error)) from None
         results = read_json(Path(_WORKDIR.value) / "results" / "results.json")

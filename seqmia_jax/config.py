@@ -201,10 +201,6 @@ def from_config_dict(config: Any) -> ExperimentConfig:
     raw = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     raw = dict(raw)
     sections = {name: _build(cls, raw.pop(name, {}), name) for name, cls in SECTIONS.items()}
-    if not isinstance(sections["attack"].targets, str):  # a sweep may give an int
-        sections["attack"] = dataclasses.replace(
-            sections["attack"], targets=str(sections["attack"].targets)
-        )
     cfg = _build(ExperimentConfig, {**raw, **sections}, "config")
     from seqmia_jax.validation import validate  # it reads the registries, which import this
 

@@ -7,7 +7,6 @@ with ``overwrite=True``. A crash in any stage leaves the earlier stages'
 outputs intact.
 """
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -20,7 +19,14 @@ from seqmia_jax.config import ExperimentConfig, parse_targets
 from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble.train import train
 from seqmia_jax.scoring import score
-from seqmia_jax.workdir import Workdir, WorkdirError, holds_lock, read_json, write_json
+from seqmia_jax.workdir import (
+    Workdir,
+    WorkdirError,
+    holds_lock,
+    read_json,
+    recover_swap,
+    sha256_of,
+)
 
 # The attack whose per-position evidence shades the leakage view: profile's per-token
 # terms share their weights across a difficulty bin, so they are stable; seq's divide by
@@ -55,17 +61,14 @@ def run_attack_stage(
         return _attack_stage(cfg, Workdir(workdir), overwrite)
 
 
-def _sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
-
-
 def _attack_stage(cfg: ExperimentConfig, wd: Workdir, overwrite: bool) -> dict:
     stats_done = wd.stats / "done.json"
     if not stats_done.exists():
         raise WorkdirError(f"statistics are not complete in {wd.stats}; run the score stage first")
     stage = {"stats": read_json(stats_done), "settings": attack_settings(cfg)}
+    recover_swap(wd.results, writer=True)  # a crash between the renames of an earlier swap
     marker, results_json = wd.results / "attack_stage.json", wd.results / "results.json"
-    current = _sha256(results_json)
+    current = sha256_of(results_json)
     if not overwrite and current is not None:
         old = read_json(marker) if marker.exists() else None
         # The marker names the results.json this stage wrote; results written
@@ -94,8 +97,8 @@ def _attack_stage(cfg: ExperimentConfig, wd: Workdir, overwrite: bool) -> dict:
         bootstrap=settings["bootstrap"],
         evidence_attack=settings["evidence_attack"],
         overwrite=True,  # refused above unless asked for, or nothing is there to replace
+        stage_marker=stage,  # written inside the swap: results and marker land together
     )
-    write_json(marker, {**stage, "results_sha256": _sha256(results_json)})
     return results
 
 
@@ -105,7 +108,7 @@ def run_report_stage(wd: Workdir, dataset: Dataset, *, overwrite: bool) -> dict:
     from seqmia_jax.report.writer import MARKER
 
     marker = wd.results / MARKER
-    current = _sha256(wd.results / "results.json")
+    current = sha256_of(wd.results / "results.json")
     if marker.exists() and not overwrite and read_json(marker).get("results_sha256") == current:
         logging.info("report already written in %s: nothing to do", wd.results)
         return read_json(marker)

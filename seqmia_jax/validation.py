@@ -101,6 +101,20 @@ def validate(cfg: ExperimentConfig) -> None:
             f"(num_samples/2 = {data.num_samples // 2})"
         )
     _check_targets(cfg)
+    _check_attack_specs(cfg)
+
+
+def _check_attack_specs(cfg: ExperimentConfig) -> None:
+    """Every named attack and option is checked now, not after training and scoring."""
+    from seqmia_jax.attacks.base import AttackInputError
+    from seqmia_jax.attacks.runner import resolve_attack
+    from seqmia_jax.attacks.specs import split_specs
+
+    for spec in split_specs(cfg.attack.attacks):
+        try:
+            resolve_attack(spec)
+        except AttackInputError as err:
+            raise ConfigError(f"attack.attacks: {err}") from None
 
 
 def _check_registered(cfg: ExperimentConfig) -> None:
@@ -126,9 +140,9 @@ def _check_targets(cfg: ExperimentConfig) -> None:
     if isinstance(targets, list) and not all(0 <= t < s for t in targets):
         raise ConfigError(f"attack.targets must lie in [0, S={s}); got {cfg.attack.targets!r}")
     if cfg.attack.num_shadows and not (
-        cfg.attack.num_shadows % 2 == 0 and 2 <= cfg.attack.num_shadows <= s - 2
-    ):  # as membership.shadow_subset requires: whole complementary pairs besides the target's
+        cfg.attack.num_shadows % 2 == 0 and 4 <= cfg.attack.num_shadows <= s - 2
+    ):  # whole complementary pairs besides the target's, and two IN, two OUT once it is out
         raise ConfigError(
-            f"attack.num_shadows must be 0 (all) or even in [2, S-2={s - 2}]; "
+            f"attack.num_shadows must be 0 (all) or even in [4, S-2={s - 2}]; "
             f"got {cfg.attack.num_shadows}"
         )

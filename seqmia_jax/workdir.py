@@ -23,6 +23,7 @@ import dataclasses
 import errno
 import fcntl
 import functools
+import hashlib
 import json
 import math
 import os
@@ -130,9 +131,15 @@ def recover_swap(final: Path, *, writer: bool) -> None:
             (final / STAGED).unlink()
         elif old.exists():
             os.replace(old, final)
-    for leftover in (staging, old):
-        if writer and leftover.exists() and final.exists():
-            shutil.rmtree(leftover)
+    if writer and staging.exists() and (final.exists() or not (staging / STAGED).exists()):
+        shutil.rmtree(staging)  # an unfinished attempt, or one that lost to the old version
+    if writer and old.exists() and final.exists():
+        shutil.rmtree(old)
+
+
+def sha256_of(path: Path) -> str | None:
+    """Hex SHA-256 of a file's bytes (None if it does not exist): how stages name results."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
 def holds_lock(stage: Callable) -> Callable:
@@ -258,6 +265,7 @@ class Workdir:
         finally:
             del _HELD[key]
             if handle is not None:
+                handle.truncate(0)  # no stale holder named to the next writer
                 handle.close()  # releases the flock
 
     def _acquire(self, create: bool):
@@ -266,14 +274,17 @@ class Workdir:
             return None, f"work directory {self.path} is a file, not a directory"
         if not create and not self.path.is_dir():
             return None, f"work directory {self.path} does not exist"
-        self.path.mkdir(parents=True, exist_ok=True)
-        path = self.path / ".lock"
-        handle = open(path, "a+")  # noqa: SIM115  (held open while the lock lives)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path / ".lock", "a+")  # noqa: SIM115  (held while locked)
+        except OSError as e:  # a message for every process, not a hang of the others
+            return None, f"cannot lock work directory {self.path}: {e.strerror or e}"
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
+                handle.close()
+                return None, f"cannot lock work directory {self.path}: {e.strerror or e}"
             handle.seek(0)
             holder = handle.read().strip() or "unknown process"
             handle.close()

@@ -175,7 +175,7 @@ def test_default_set_runs_with_shadow_attacks(tmp_path, monkeypatch):
     # Every default spec resolves; one LiRA and one sequence attack run through the runner
     # (the whole set compiles for about 30 s, too slow for this suite).
     for spec in specs.DEFAULT_ATTACKS:
-        runner._resolve_attack(spec)
+        runner.resolve_attack(spec)
     defaults = ["lira", "seq:cov=diag", "loss", "zlib", "mink", "minkpp", "refcal", "rmia"]
     monkeypatch.setattr(runner, "DEFAULT_ATTACKS", defaults)
     write_workdir(tmp_path, num_models=8, num_samples=40, seq_len=4)

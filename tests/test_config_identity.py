@@ -136,11 +136,13 @@ def test_attack_cli_help_and_config_share_the_targets_grammar():
         ({"attack.bootstrap": -3}, r"attack.bootstrap must be >= 0; got -3"),
         (
             {"attack.num_shadows": 8},
-            r"attack.num_shadows must be 0 \(all\) or even in \[2, S-2=6\]",
+            r"attack.num_shadows must be 0 \(all\) or even in \[4, S-2=6\]",
         ),
         ({"train.epochs": "3"}, r"train.epochs must be int; got '3'"),
         ({"model.remat": 1}, r"model.remat must be bool; got 1"),
         ({"train.strategy": "fast"}, r"train.strategy must be one of auto, vmap, map, loop"),
+        ({"attack.attacks": "lira;nosuch"}, r"attack.attacks: unknown attack 'nosuch'"),
+        ({"attack.attacks": "lira:bogus=1"}, r"attack.attacks: .*unknown option\(s\) bogus"),
     ],
 )
 def test_impossible_configs_are_refused_before_anything_is_written(overrides, match):

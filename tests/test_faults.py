@@ -420,3 +420,35 @@ def test_the_attack_cli_is_refused_while_another_writer_holds_the_work_directory
         )
     assert proc.returncode == 2 and f"is in use by PID {os.getpid()}" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_first_attack_run_killed_mid_way_does_not_block_the_next(tmp_path):
+    from tests.test_attack_runner import write_workdir
+
+    write_workdir(tmp_path)
+    unfinished = tmp_path / "results.new"  # what a kill before the first swap leaves
+    (unfinished / "scores").mkdir(parents=True)
+    (unfinished / "scores" / "loss.npy").write_bytes(b"half")
+    assert list(runner.run_attacks(tmp_path, ["loss"], 2, bootstrap=0)["attacks"]) == ["loss"]
+    assert not unfinished.exists()
+
+
+def test_a_bad_optional_statistic_skips_only_its_attacks_in_the_default_set(tmp_path):
+    from tests.test_attack_runner import write_workdir
+
+    write_workdir(tmp_path)
+    np.save(tmp_path / "stats" / "logit.npy", np.zeros((8, 60, 5), np.float32))  # wrong L
+    results = runner.run_attacks(tmp_path, None, 2, bootstrap=0)
+    assert "lira" in results["skipped"] and "logit.npy: shape" in results["skipped"]["lira"]
+    assert {"loss", "lira:statistic=loss", "refcal"} <= set(results["attacks"])
+
+
+def test_when_no_checkpoint_restores_nothing_is_moved_and_training_stops(tmp_path):
+    from seqmia_jax.ensemble.train import train
+
+    cfg = tiny_config()
+    train(cfg, tmp_path, stop_after_steps=4)
+    _truncate_data_files(tmp_path / "checkpoints" / "4")
+    with pytest.raises(WorkdirError, match=r"no checkpoint in .* can be read \(steps \[4\]"):
+        train(cfg, tmp_path)
+    assert (tmp_path / "checkpoints" / "4").is_dir()  # put back, never silently retrained

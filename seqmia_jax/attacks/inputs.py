@@ -168,6 +168,9 @@ class LazyStats(Mapping):
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 
+    def __contains__(self, name: object) -> bool:  # Mapping's default would read the file
+        return name in self._names
+
     def __len__(self) -> int:
         return len(self._names)
 

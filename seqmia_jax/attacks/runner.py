@@ -32,14 +32,15 @@ from seqmia_jax.attacks.inputs import (  # noqa: F401  (re-exported)
 from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, parse_spec, safe_name, split_specs
 from seqmia_jax.evaluation.metrics import DEFAULT_FPRS, evaluate
 from seqmia_jax.report.table import results_table_markdown
-from seqmia_jax.workdir import json_ready, recover_swap, replacing
+from seqmia_jax.workdir import json_ready, recover_swap, replacing, sha256_of, write_json
 
 # What the attack stage writes into its results directory (everything else there
 # belongs to other stages and is kept).
 OWNED = ("results.json", "results.md", "targets.npy", "scores", "evidence")
+STAGE_MARKER = "attack_stage.json"  # the pipeline's record of what produced the results
 
 
-def _resolve_attack(spec: str) -> tuple[Attack, AttackOptions]:
+def resolve_attack(spec: str) -> tuple[Attack, AttackOptions]:
     """The registered attack of a spec and its parsed, checked options."""
     name, options = parse_spec(spec)
     if name not in ATTACKS:
@@ -83,7 +84,7 @@ def score_attacks(
     resolved, skipped = {}, {}
     for spec in specs:
         try:
-            resolved[spec] = _resolve_attack(spec)
+            resolved[spec] = resolve_attack(spec)
         except AttackInputError as err:
             if explicit or parse_spec(spec)[0] in ATTACKS:
                 raise
@@ -181,6 +182,7 @@ def run_attacks(
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     seed: int = 0,
+    stage_marker: dict | None = None,
 ) -> dict:
     """Run attacks on a work directory, evaluate them and write ``results/``.
 
@@ -191,6 +193,10 @@ def run_attacks(
     "resolved"}, "0.001": ..., "0.0001": ...}, "per_target": {"auc": {"mean",
     "std", "min", "max"}, "tpr@0.001": {...}}, "seconds", "diagnostics",
     "scores_file", ["evidence_file"]}}}. NaN is written as null.
+
+    ``stage_marker`` (the pipeline's record of the inputs and settings) is
+    written as ``attack_stage.json``, with the new results.json's SHA-256,
+    inside the same swap, so results and marker are replaced together.
 
     Raises:
       AttackInputError: bad inputs, attack names or options.
@@ -212,8 +218,13 @@ def run_attacks(
     )
     # The new results are built beside the old ones and swapped in whole, so a
     # crash at any point leaves the complete old results or the complete new ones.
-    with replacing(out, lambda name: name in OWNED) as stage:
-        return _write_results(stage, results, all_scores, evidence, evidence_attack)
+    owned = OWNED + (STAGE_MARKER,) * (stage_marker is not None)
+    with replacing(out, lambda name: name in owned) as stage:
+        written = _write_results(stage, results, all_scores, evidence, evidence_attack)
+        if stage_marker is not None:
+            sha = sha256_of(stage / "results.json")
+            write_json(stage / STAGE_MARKER, {**stage_marker, "results_sha256": sha})
+    return written
 
 
 def _write_results(out: Path, results: dict, all_scores: dict, evidence, evidence_attack) -> dict:

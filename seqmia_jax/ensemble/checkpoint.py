@@ -17,6 +17,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from seqmia_jax import processes
+from seqmia_jax.workdir import WorkdirError
 
 
 class EnsembleCheckpointer:
@@ -34,9 +35,6 @@ class EnsembleCheckpointer:
             ),
         )
 
-    def latest_step(self) -> int | None:
-        return self._manager.latest_step()
-
     def save(self, step: int, state) -> None:
         self._manager.save(step, args=ocp.args.StandardSave(state))
 
@@ -50,10 +48,14 @@ class EnsembleCheckpointer:
 
         Any failure to read a step makes that step unusable, whatever orbax or
         tensorstore raises for it; the work directory's config was checked
-        before (``Workdir.bind``), so a mismatch of structure is not the cause.
+        before (``Workdir.bind``). If no step restores at all, the cause is
+        more likely the code (a changed optimizer state, say) than the disk:
+        every step is put back and the error raised, never a silent restart.
         """
         self._manager.reload()
-        for step in sorted(self._manager.all_steps(), reverse=True):
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        moved = []
+        for step in steps:
             try:
                 return step, self.restore(step, like)
             except Exception as error:  # noqa: BLE001  (see the docstring)
@@ -71,8 +73,21 @@ class EnsembleCheckpointer:
                 if processes.is_primary():
                     aside.mkdir(exist_ok=True)
                     (self._directory / str(step)).rename(target)
+                moved.append((step, target, error))
                 processes.barrier(f"checkpoint.aside.{step}")
                 self._manager.reload()
+        if moved:
+            if processes.is_primary():
+                for step, target, _ in moved:
+                    target.rename(self._directory / str(step))
+            processes.barrier("checkpoint.restored")
+            _, _, error = moved[0]
+            raise WorkdirError(
+                f"no checkpoint in {self._directory} can be read (steps {steps}; newest: "
+                f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+                "); if the code changed since they were written, use the old code or delete "
+                "the checkpoints to retrain"
+            )
         return 0, None
 
     def close(self) -> None:

@@ -112,11 +112,20 @@ def _check_finite(losses_SxK: np.ndarray, step0: int) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drops log lines written after the checkpoint being resumed from."""
+    """Drops log lines written after the checkpoint being resumed from.
+
+    A line cut short (a kill or a full disk mid-write) is dropped too.
+    """
     if not path.exists():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
     path.write_text("".join(ln + "\n" for ln in kept))
 
 

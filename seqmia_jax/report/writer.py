@@ -27,7 +27,6 @@ The attack that ranks samples is the strongest calibrated one
 stage saved evidence for (``profile`` in the default audit).
 """
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -40,7 +39,7 @@ from seqmia_jax.report.families import in_family_order
 from seqmia_jax.report.headline import Headline, headline
 from seqmia_jax.report.table import fmt, results_table_markdown
 from seqmia_jax.report.view import SampleView
-from seqmia_jax.workdir import json_ready, recover_swap, replacing
+from seqmia_jax.workdir import json_ready, recover_swap, replacing, sha256_of
 
 MARKER = "report.json"
 _REPORT_FILES = (
@@ -59,8 +58,7 @@ def _load_results(results_dir: Path) -> tuple[dict, str]:
     path = results_dir / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; run the attack stage first")
-    text = path.read_text()
-    return json.loads(text), hashlib.sha256(text.encode()).hexdigest()
+    return json.loads(path.read_text()), sha256_of(path)
 
 
 def _check_overwrite(results_dir: Path, results_sha256: str, overwrite: bool) -> None:
