@@ -9,6 +9,8 @@ aside to ``<checkpoints>.corrupt/`` and the newest intact one is used instead:
 and restore collectively.
 """
 
+import logging as std_logging
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +20,33 @@ from absl import logging
 
 from seqmia_jax import processes
 from seqmia_jax.workdir import WorkdirError
+
+
+def _quiet_orphaned_reads() -> None:
+    """Silences the tracebacks of a failed restore's orphaned reads.
+
+    After tensorstore fails to read a damaged step, its remaining reads finish
+    on other threads and report to an event loop orbax has already closed;
+    Python prints each as "Exception ignored", and asyncio logs their futures.
+    Only exactly those are dropped (the step's own failure is logged once, by
+    the caller); every other unraisable exception still reaches the old hook.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "seqmia_quiet", False):
+        return
+    # asyncio also logs each of those reads' futures, with its whole tensorstore spec.
+    std_logging.getLogger("asyncio").addFilter(
+        lambda record: not str(record.msg).startswith("Future exception was never retrieved")
+    )
+
+    def hook(unraisable):
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook.seqmia_quiet = True
+    sys.unraisablehook = hook
 
 
 class EnsembleCheckpointer:
@@ -59,6 +88,7 @@ class EnsembleCheckpointer:
             try:
                 return step, self.restore(step, like)
             except Exception as error:  # noqa: BLE001  (see the docstring)
+                _quiet_orphaned_reads()
                 aside = self._directory.with_name(self._directory.name + ".corrupt")
                 target = aside / f"{step}-{int(time.time())}"
                 logging.warning(
