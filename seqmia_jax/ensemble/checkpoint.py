@@ -72,6 +72,19 @@ class EnsembleCheckpointer:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
+    def restore_params(self, step: int, abstract_params):
+        """Only the ``params`` of ``step`` (scoring needs no optimizer state).
+
+        ``abstract_params`` holds ``jax.ShapeDtypeStruct`` leaves with shardings.
+        """
+        item = {"params": abstract_params}
+        args = ocp.args.PyTreeRestore(
+            item=item,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+            partial_restore=True,
+        )
+        return self._manager.restore(step, args=args)["params"]
+
     def restore_newest_intact(self, like) -> tuple[int, object]:
         """(step, state) of the newest checkpoint that restores; (0, None) if there is none.
 

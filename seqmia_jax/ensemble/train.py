@@ -279,17 +279,11 @@ def load_params(cfg: ExperimentConfig, workdir: str | Path, dataset: Dataset, me
     if not wd.train_done.exists():
         raise TrainingError(f"training has not finished in {wd.path}; run the train stage first")
     mesh = mesh or sharding.make_mesh(cfg.num_shadow_models)
-    tx = steps.make_optimizer(
-        cfg.train,
-        steps.Schedule(
-            cfg.train.batch_size, cfg.data.num_samples // 2, cfg.train.epochs
-        ).total_steps,
-    )
-    graphdef, like = init_ensemble(cfg, dataset, mesh, tx)
+    graphdef, abstract_params = abstract_ensemble_params(cfg, dataset, mesh)
     final = int(read_json(wd.train_done)["step"])
     ckpt = EnsembleCheckpointer(wd.checkpoints)
     try:
-        state = ckpt.restore(final, like)
+        params = ckpt.restore_params(final, abstract_params)
     except Exception as error:  # noqa: BLE001  (any failure to read it: one message)
         raise WorkdirError(
             f"the final checkpoint (step {final}) in {wd.checkpoints} cannot be read "
@@ -298,4 +292,15 @@ def load_params(cfg: ExperimentConfig, workdir: str | Path, dataset: Dataset, me
         ) from None
     finally:
         ckpt.close()
-    return graphdef, state["params"]
+    return graphdef, params
+
+
+def abstract_ensemble_params(cfg: ExperimentConfig, dataset: Dataset, mesh):
+    """``(graphdef, params_S)`` with shape-only leaves, sharded over S, for restoring."""
+    build = model_builder(cfg, dataset)
+    graphdef, params = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
+    shadow = sharding.shadow_sharding(mesh)
+    num_models = cfg.num_shadow_models
+    return graphdef, jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct((num_models, *x.shape), x.dtype, sharding=shadow), params
+    )
