@@ -29,3 +29,13 @@ def from_primary(value):
     from jax.experimental import multihost_utils
 
     return multihost_utils.broadcast_one_to_all(value)
+
+
+def all_true(flag: bool) -> bool:
+    """Whether ``flag`` holds on every process (each process passes its own)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return bool(np.min(multihost_utils.process_allgather(np.int32(bool(flag)))))

@@ -98,27 +98,33 @@ class EnsembleCheckpointer:
         steps = sorted(self._manager.all_steps(), reverse=True)
         moved = []
         for step in steps:
+            # Every process restores its own shards: all must succeed to use the step.
             try:
-                return step, self.restore(step, like)
-            except Exception as error:  # noqa: BLE001  (see the docstring)
+                state, error = self.restore(step, like), None
+            except Exception as failure:  # noqa: BLE001  (see the docstring)
+                state, error = None, failure
                 _quiet_orphaned_reads()
-                aside = self._directory.with_name(self._directory.name + ".corrupt")
-                target = aside / f"{step}-{int(time.time())}"
-                logging.warning(
-                    "checkpoint step %d in %s cannot be read (%s: %s); moved to %s, "
-                    "falling back to the previous step",
-                    step,
-                    self._directory,
-                    type(error).__name__,
-                    str(error).splitlines()[0][:200] if str(error) else "",
-                    target,
-                )
-                if processes.is_primary():
-                    aside.mkdir(exist_ok=True)
-                    (self._directory / str(step)).rename(target)
-                moved.append((step, target, error))
-                processes.barrier(f"checkpoint.aside.{step}")
-                self._manager.reload()
+            if processes.all_true(error is None):
+                return step, state
+            if error is None:
+                error = RuntimeError("another process could not read its part of this step")
+            aside = self._directory.with_name(self._directory.name + ".corrupt")
+            target = aside / f"{step}-{int(time.time())}"
+            logging.warning(
+                "checkpoint step %d in %s cannot be read (%s: %s); moved to %s, "
+                "falling back to the previous step",
+                step,
+                self._directory,
+                type(error).__name__,
+                str(error).splitlines()[0][:200] if str(error) else "",
+                target,
+            )
+            if processes.is_primary():
+                aside.mkdir(exist_ok=True)
+                (self._directory / str(step)).rename(target)
+            moved.append((step, target, error))
+            processes.barrier(f"checkpoint.aside.{step}")
+            self._manager.reload()
         if moved:
             if processes.is_primary():
                 for step, target, _ in moved:
