@@ -196,7 +196,7 @@ def side_rows(sub: Subset, on_sub_M, t, side) -> tuple[jax.Array, jax.Array]:
     return rows.x_KxMxL, w
 
 
-def side_moments(cfg: SeqConfig, sides, xc_NxL, on_in_N, mask_NxL, floor=None):
+def floored_side_moments(cfg: SeqConfig, sides, xc_NxL, on_in_N, mask_NxL, floor=None):
     """Per side the equal-count moments with floored (and, if tied, pooled) variances.
 
     Returns (side -> SideMoments, side -> floor); the floor is computed unless given.
@@ -229,7 +229,7 @@ def _centered(samples: Samples, x_NxL):
 def fit_target(cfg: SeqConfig, data: SeqData, x_NxL, on_in_N, t) -> TargetFit:
     """Variance floors and per-side pooled fits for one target (pure)."""
     samples = data.samples
-    mom, floor = side_moments(
+    mom, floor = floored_side_moments(
         cfg, samples.sides, _centered(samples, x_NxL), on_in_N, samples.mask_NxL
     )
     if cfg.model.factors != "pooled":
@@ -247,7 +247,7 @@ def fit_target(cfg: SeqConfig, data: SeqData, x_NxL, on_in_N, t) -> TargetFit:
 
 def sample_fits(cfg: SeqConfig, samples: Samples, x_CxL, on_in_C, fit: TargetFit, t):
     """side -> SideFit of per-sample matrices for one chunk (pure; per-sample models)."""
-    mom, _ = side_moments(
+    mom, _ = floored_side_moments(
         cfg, samples.sides, _centered(samples, x_CxL), on_in_C, samples.mask_NxL, fit.floor
     )
     fits = {}
@@ -279,7 +279,7 @@ def score_target(cfg: SeqConfig, samples: Samples, x_CxL, on_in_C, fit: TargetFi
     """Per-position terms (C x L) of one target; ``chol`` maps side -> factor (pure)."""
     mask = samples.mask_NxL
     xc = _centered(samples, x_CxL)
-    mom, _ = side_moments(cfg, samples.sides, xc, on_in_C, mask, fit.floor)
+    mom, _ = floored_side_moments(cfg, samples.sides, xc, on_in_C, mask, fit.floor)
     terms = {}
     for side in cfg.sides:
         st = cfg.model.standardize(fit.sides.get(side), mom[side], xc, mask)
