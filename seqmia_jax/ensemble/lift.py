@@ -12,11 +12,11 @@ strategies:
   is faster than vmap, whose batched matmuls are slow there, and on an
   accelerator it bounds memory when all models do not fit at once;
 - ``loop``: the same jitted one-model function called once per model from
-  Python, the sequential baseline the benchmark compares against.
+  Python, on one device, the sequential baseline the benchmark compares against.
 
 For ``vmap`` and ``map`` the S axis is split over the mesh's ``shadow`` axis
 with ``shard_map``, so each device runs only its own models and no collective
-is needed; ``loop`` indexes the (possibly sharded) arrays model by model.
+is needed; ``loop`` first gathers the per-model arrays onto one device.
 """
 
 from collections.abc import Callable, Sequence
@@ -94,6 +94,11 @@ def _loop(fn: Callable, in_axes: tuple[int | None, ...], donate_argnums) -> Call
     jitted = jax.jit(fn, donate_argnums=donate_argnums)
 
     def run(*args):
+        # One device holds everything, so slicing model s is a local copy; slicing
+        # an array sharded over many devices op by op would start a cross-device
+        # program per model, whose rendezvous can stall on a few CPU cores.
+        device = jax.local_devices()[0]
+        args = [jax.device_put(x, device) if axis == 0 else x for x, axis in zip(args, in_axes)]
         num_models = next(
             jax.tree.leaves(x)[0].shape[0] for x, axis in zip(args, in_axes) if axis == 0
         )
