@@ -16,7 +16,7 @@ strategies:
 
 For ``vmap`` and ``map`` the S axis is split over the mesh's ``shadow`` axis
 with ``shard_map``, so each device runs only its own models and no collective
-is needed; ``loop`` first gathers the per-model arrays onto one device.
+is needed; ``loop`` first gathers its arguments onto one device.
 """
 
 from collections.abc import Callable, Sequence
@@ -98,7 +98,7 @@ def _loop(fn: Callable, in_axes: tuple[int | None, ...], donate_argnums) -> Call
         # an array sharded over many devices op by op would start a cross-device
         # program per model, whose rendezvous can stall on a few CPU cores.
         device = jax.local_devices()[0]
-        args = [jax.device_put(x, device) if axis == 0 else x for x, axis in zip(args, in_axes)]
+        args = jax.device_put(list(args), device)
         num_models = next(
             jax.tree.leaves(x)[0].shape[0] for x, axis in zip(args, in_axes) if axis == 0
         )
