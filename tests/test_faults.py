@@ -452,3 +452,14 @@ def test_when_no_checkpoint_restores_nothing_is_moved_and_training_stops(tmp_pat
     with pytest.raises(WorkdirError, match=r"no checkpoint in .* can be read \(steps \[4\]"):
         train(cfg, tmp_path)
     assert (tmp_path / "checkpoints" / "4").is_dir()  # put back, never silently retrained
+
+
+def test_two_text_files_block_only_the_attacks_that_read_text(tmp_path):
+    from seqmia_jax.attacks.base import AttackInputError
+    from tests.test_attack_runner import write_workdir
+
+    write_workdir(tmp_path)  # writes text_bytes.npy
+    np.save(tmp_path / "text.npy", np.array([b"x"] * 60))
+    assert list(runner.run_attacks(tmp_path, ["loss"], 2, bootstrap=0)["attacks"]) == ["loss"]
+    with pytest.raises(AttackInputError, match="give text.npy or text_bytes.npy, not both"):
+        runner.run_attacks(tmp_path, ["zlib"], 2, bootstrap=0, overwrite=True)

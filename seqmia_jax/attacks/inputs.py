@@ -101,13 +101,14 @@ def _check_finite(stat: np.ndarray, path: Path) -> None:
 
 
 def _text_source(workdir: Path) -> Path | None:
+    """The text file to read, or None; both present is refused when the text is read."""
     text_path, bytes_path = workdir / "text.npy", workdir / "text_bytes.npy"
-    if text_path.exists() and bytes_path.exists():
-        raise AttackInputError(f"{workdir}: give text.npy or text_bytes.npy, not both")
     return text_path if text_path.exists() else bytes_path if bytes_path.exists() else None
 
 
 def _load_text(path: Path, num_samples: int) -> list[bytes]:
+    if path.name == "text.npy" and (path.parent / "text_bytes.npy").exists():
+        raise AttackInputError(f"{path.parent}: give text.npy or text_bytes.npy, not both")
     data = _load(path)
     if path.name == "text.npy":
         if data.shape != (num_samples,) or data.dtype.kind not in "SU":
