@@ -222,6 +222,12 @@ def _side_gram(x_SxMxL, on_side_SxM):
     return xw.T @ x_SxMxL.reshape(-1, x_SxMxL.shape[-1])
 
 
+def target_row(x_SxNxL: np.ndarray, t: int, stats: LooStats) -> jax.Array:
+    """Centered, masked-zeroed float64 statistics of target model t."""
+    row = jnp.asarray(np.asarray(x_SxNxL[t]), dtype=jnp.float64)
+    return jnp.where(stats.mask_NxL, row - stats.center_NxL, 0.0)
+
+
 def subset_weights(models_KxM, valid_KxM, target_on_side_M, t, designated_model_M):
     """0/1 float weights of a side's subset rows (``LooStats.side_rows``) for target t (pure)."""
     removed_M = jnp.where(target_on_side_M, t, designated_model_M)
