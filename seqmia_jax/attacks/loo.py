@@ -223,7 +223,7 @@ def _side_gram(x_SxMxL, on_side_SxM):
 
 
 def target_row(x_SxNxL: np.ndarray, t: int, stats: LooStats) -> jax.Array:
-    """Centered, masked-zeroed float64 statistics of target model t."""
+    """Centered, masked-zeroed float64 statistics of target model t (used by the README's extension example)."""
     row = jnp.asarray(np.asarray(x_SxNxL[t]), dtype=jnp.float64)
     return jnp.where(stats.mask_NxL, row - stats.center_NxL, 0.0)
 
