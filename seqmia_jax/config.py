@@ -52,6 +52,12 @@ class DataConfig:
     canary_tokens: int = added(0)  # k: a run of k random tokens planted in every sample
     duplicated_samples: int = added(0)  # how many audit samples are duplicated in training (even)
     duplicates: int = added(1)  # copies of a duplicated sample in each training set holding it
+    # Secrets (seqmia_jax.data.secrets): m symbols planted in every sample; 0 = none.
+    secret_symbols: int = added(0)  # m
+    secret_alphabet: str = added("digits")  # "digits", "hex" or "letters"
+    secret_repeats: int = added(1)  # r: copies of each carrier (and its secret) per epoch
+    secret_template: str = added("")  # text right before each secret, e.g. "my PIN is "
+    secret_at: str = added("end")  # "end" of the sample, or a seeded "random" place
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +89,12 @@ class TrainConfig:
 @dataclasses.dataclass(frozen=True)
 class ScoreConfig:
     batch_size: int = 256  # samples per scoring batch, per model
+    # Memorization measures beside the statistics (seqmia_jax.extraction).
+    exposure_samples: int = 64  # secrets: exposure of the first K samples (0: none, -1: all)
+    exposure_exact_limit: int = 100_000  # rank exactly up to this many candidates (A^m)
+    exposure_candidates: int = 2048  # sampled candidates for the skew-normal estimate above it
+    extract_prefix: int = 0  # ordinary text: k tokens of prompt ...
+    extract_tokens: int = 0  # ... then greedy-decode n tokens (0: no text extraction)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,9 +33,16 @@ from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble import lift, sharding
 from seqmia_jax.ensemble.train import load_params, resolve_strategy
+from seqmia_jax.evaluation.memorization import MEMORIZATION_DIR
 from seqmia_jax.workdir import Workdir, WorkdirError, holds_lock, read_json, write_json
 
 STATISTICS = ("loss", "logit", "mean_logp", "std_logp")
+MEMORIZATION_FILES = (
+    "secret_mask.npy",
+    f"{MEMORIZATION_DIR}/exposure.npy",
+    f"{MEMORIZATION_DIR}/secret_extracted.npy",
+    f"{MEMORIZATION_DIR}/text_extracted.npy",
+)
 
 
 def token_statistics(logits_BxLxV: jax.Array, tokens_BxL: jax.Array) -> dict[str, jax.Array]:
@@ -113,6 +120,7 @@ def score(
         raise WorkdirError(f"training has not finished in {wd.path}; run the train stage first")
     train_done = read_json(wd.train_done)
     done_path = wd.stats / "done.json"
+    measures = memorization_settings(cfg, dataset)
     if done_path.exists():
         done = read_json(done_path)
         if done.get("train") != train_done:
@@ -120,7 +128,15 @@ def score(
                 f"{wd.stats} was computed from a different training run; delete {wd.stats} "
                 "to recompute it"
             )
-        logging.info("statistics already complete in %s: nothing to do", wd.stats)
+        if done.get("memorization", {}) == measures:
+            logging.info("statistics already complete in %s: nothing to do", wd.stats)
+            return done
+        # Only the exposure and extraction settings changed: the statistics stay.
+        logging.info("statistics complete; recomputing exposure and extraction only")
+        mesh = sharding.make_mesh(cfg.num_shadow_models)
+        graphdef, params = load_params(cfg, wd.path, dataset, mesh)
+        done = {**done, "memorization": measures}
+        _measure_memorization(cfg, wd, dataset, graphdef, params, mesh, done)
         return done
 
     tokens_NxL = np.asarray(dataset.tokens_NxL, np.int32)
@@ -184,11 +200,103 @@ def score(
         "seconds": seconds,
         "samples_per_s": (num_samples - start) / max(seconds, 1e-9),
     }
+    if measures:  # absent otherwise: done.json stays as older versions wrote it
+        done["memorization"] = measures
+    if is_writer and dataset.kind == "text":  # raw bytes for the zlib baseline
+        np.save(wd.path / "text_bytes.npy", tokens_NxL.astype(np.uint8))
+    _measure_memorization(cfg, wd, dataset, graphdef, params, mesh, done)
     if is_writer:
-        if dataset.kind == "text":  # raw bytes for the zlib baseline
-            np.save(wd.path / "text_bytes.npy", tokens_NxL.astype(np.uint8))
-        write_json(done_path, done)
         progress_path.unlink(missing_ok=True)
+    return done
+
+
+def memorization_settings(cfg: ExperimentConfig, dataset: Dataset) -> dict:
+    """What ``_measure_memorization`` computes; {} when neither secrets nor text extraction."""
+    settings = {}
+    layout = dataset.secrets
+    if layout is not None:
+        num = cfg.score.exposure_samples
+        num = dataset.num_samples if num < 0 else min(num, dataset.num_samples)
+        settings["exposure"] = {
+            "samples": num,
+            "exact_limit": cfg.score.exposure_exact_limit,
+            "candidates": cfg.score.exposure_candidates,
+        }
+        settings["secret_extraction"] = {"symbols": layout.num_symbols}
+    if cfg.score.extract_tokens:
+        settings["text_extraction"] = {
+            "prefix": cfg.score.extract_prefix,
+            "tokens": cfg.score.extract_tokens,
+        }
+    return settings
+
+
+def _measure_memorization(cfg, wd: Workdir, dataset: Dataset, graphdef, params, mesh, done):
+    """Exposure and extraction (``seqmia_jax.extraction``), then ``stats/done.json``.
+
+    Writes, next to the statistics: ``secret_mask.npy`` (bool N x L, the
+    secret positions: the same for IN and OUT, so never a membership feature),
+    and, under ``stats/memorization/``, ``exposure.npy`` (float64 S x K, the first
+    K samples), ``secret_extracted.npy`` (int32 S x N, secret symbols reproduced
+    by greedy decoding) and ``text_extracted.npy`` (int32 S x N, continuation
+    tokens reproduced).
+    Rerun whole if interrupted; ``done.json`` comes last.
+    """
+    from seqmia_jax import extraction
+
+    settings = done.get("memorization", {})
+    strategy = resolve_strategy(cfg.train.strategy)
+    tokens_NxL = np.asarray(dataset.tokens_NxL, np.int32)
+    is_writer = processes.is_primary()
+    batch = min(cfg.score.batch_size, dataset.num_samples)
+    t0 = time.time()
+    files = {}
+    layout = dataset.secrets
+    if settings.get("exposure", {}).get("samples"):
+        exp = settings["exposure"]
+        out = extraction.exposures(
+            graphdef,
+            params,
+            mesh,
+            strategy,
+            tokens_NxL,
+            layout,
+            np.arange(exp["samples"]),
+            exact_limit=exp["exact_limit"],
+            num_sampled=exp["candidates"],
+            seed=cfg.seed,
+        )
+        files[f"{MEMORIZATION_DIR}/exposure.npy"] = np.asarray(out["exposure_SxK"], np.float64)
+        done["exposure"] = {"exact": bool(out["exact"]), "num_candidates": layout.num_candidates}
+        logging.info(
+            "exposure of %d samples (%s)", exp["samples"], "exact" if out["exact"] else "estimated"
+        )
+    if "secret_extraction" in settings:
+        files["secret_mask.npy"] = layout.mask_NxL(dataset.seq_len)
+        out = extraction.extraction(
+            graphdef, params, mesh, strategy, tokens_NxL, layout.start_N, layout.num_symbols, batch
+        )
+        files[f"{MEMORIZATION_DIR}/secret_extracted.npy"] = np.asarray(out["matched_SxN"], np.int32)
+    if "text_extraction" in settings:
+        text = settings["text_extraction"]
+        start_N = np.full(dataset.num_samples, text["prefix"], np.int64)
+        out = extraction.extraction(
+            graphdef, params, mesh, strategy, tokens_NxL, start_N, text["tokens"], batch
+        )
+        files[f"{MEMORIZATION_DIR}/text_extracted.npy"] = np.asarray(out["matched_SxN"], np.int32)
+    if settings:
+        done["memorization_seconds"] = time.time() - t0
+    if is_writer:
+        if len(files) > ("secret_mask.npy" in files):
+            (wd.stats / MEMORIZATION_DIR).mkdir(exist_ok=True)
+        for name in MEMORIZATION_FILES:
+            path = wd.stats / name
+            if name in files:
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, files[name])
+                os.replace(tmp, path)
+            else:
+                path.unlink(missing_ok=True)  # from earlier settings
+        write_json(wd.stats / "done.json", done)
     # A stage that follows in the same program (attacks) must see stats/done.json.
     processes.barrier("score.done")
-    return done

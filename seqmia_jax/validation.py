@@ -19,6 +19,8 @@ _RANGES = {
     "data.num_samples": (2, None),
     "data.levels": (2, 256),
     "data.canary_tokens": (0, None),
+    "data.secret_symbols": (0, None),
+    "data.secret_repeats": (1, None),
     "model.num_layers": (1, None),
     "model.embed_dim": (1, None),
     "model.num_heads": (1, None),
@@ -33,11 +35,17 @@ _RANGES = {
     "train.checkpoint_every": (1, None),
     "train.log_every": (1, None),
     "score.batch_size": (1, None),
+    "score.exposure_samples": (-1, None),
+    "score.exposure_exact_limit": (1, None),
+    "score.exposure_candidates": (16, None),
+    "score.extract_prefix": (0, None),
+    "score.extract_tokens": (0, None),
     "attack.bootstrap": (0, None),
     "attack.num_shadows": (0, None),
 }
 _CHOICES = {
     "data.selection": ("first", "random"),
+    "data.secret_at": ("end", "random"),
     "model.compute_dtype": ("float32", "bfloat16"),
     "model.attention": ("xla", "cudnn"),
     "train.strategy": ("auto", "vmap", "map", "loop"),
@@ -89,6 +97,21 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             "set data.duplicated_samples > 0 and data.duplicates > 1 together (or neither); "
             f"got duplicated_samples={dup}, duplicates={copies}"
+        )
+    if data.secret_symbols:
+        from seqmia_jax.data import secrets
+
+        secrets.check_secrets(data, secrets.template_tokens(data))
+    score = cfg.score
+    if (score.extract_prefix > 0) != (score.extract_tokens > 0):
+        raise ConfigError(
+            "set score.extract_prefix and score.extract_tokens together (or neither); got "
+            f"extract_prefix={score.extract_prefix}, extract_tokens={score.extract_tokens}"
+        )
+    if score.extract_prefix + score.extract_tokens > data.seq_len:
+        raise ConfigError(
+            f"score.extract_prefix + score.extract_tokens ({score.extract_prefix} + "
+            f"{score.extract_tokens}) must be at most data.seq_len={data.seq_len}"
         )
     if cfg.model.embed_dim % cfg.model.num_heads:
         raise ConfigError(

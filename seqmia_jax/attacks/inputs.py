@@ -11,6 +11,9 @@ statistics):
   ``loss`` is checked at load; any other statistic when an attack first reads
   it, so a bad file blocks only the attacks that need it.
 - ``stats/mask.npy`` (optional): bool N x L, False where a position is absent.
+- ``stats/secret_mask.npy`` (written with secrets): bool N x L, the secret
+  positions. It is the same for IN and OUT, so no attack reads it; it is not
+  a statistic.
 - raw text for ``zlib`` (optional), either ``text.npy`` (a fixed-width bytes
   or str array, dtype ``S`` or ``U``) or ``text_bytes.npy`` (uint8 N x M, rows
   right-padded with zeros) with an optional ``text_lengths.npy`` (int N;
@@ -38,6 +41,8 @@ import numpy as np
 from seqmia_jax.attacks.base import AttackInputError, AttackInputs
 
 MIN_MODELS = 4
+# Files in stats/ that are not S x N x L statistics.
+NOT_STATISTICS = ("mask.npy", "secret_mask.npy")
 MIN_PER_SIDE = 2
 _CHUNK_ELEMENTS = 1 << 24  # finiteness checks read memmaps in blocks of about this many values
 
@@ -205,7 +210,7 @@ def load_inputs(workdir: str | os.PathLike, *, check_finite: bool = True) -> Att
     stats_dir = workdir / "stats"
     if not (stats_dir / "loss.npy").is_file():
         raise AttackInputError(f"{stats_dir / 'loss.npy'}: file not found (loss is required)")
-    names = sorted(p.stem for p in stats_dir.glob("*.npy") if p.name != "mask.npy")
+    names = sorted(p.stem for p in stats_dir.glob("*.npy") if p.name not in NOT_STATISTICS)
     loss_shape: list[tuple[int, ...]] = []  # filled once loss is read
 
     def load_stat(name: str) -> np.ndarray:

@@ -30,6 +30,7 @@ from seqmia_jax.attacks.inputs import (  # noqa: F401  (re-exported)
     subsample_models,
 )
 from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, parse_spec, safe_name, split_specs
+from seqmia_jax.evaluation import memorization
 from seqmia_jax.evaluation.metrics import DEFAULT_FPRS, evaluate
 from seqmia_jax.report.table import results_table_markdown
 from seqmia_jax.workdir import json_ready, recover_swap, replacing, sha256_of, write_json
@@ -192,7 +193,9 @@ def run_attacks(
     "tpr_at_fpr": {"0.01": {"tpr", "ci", "num_negatives", "false_positives",
     "resolved"}, "0.001": ..., "0.0001": ...}, "per_target": {"auc": {"mean",
     "std", "min", "max"}, "tpr@0.001": {...}}, "seconds", "diagnostics",
-    "scores_file", ["evidence_file"]}}}. NaN is written as null.
+    "scores_file", ["evidence_file"]}}, ["exposure": ..., "extraction": {"secret":
+    ..., "text": ...}]} (``seqmia_jax.evaluation.memorization``, present when the
+    score stage measured them). NaN is written as null.
 
     ``stage_marker`` (the pipeline's record of the inputs and settings) is
     written as ``attack_stage.json``, with the new results.json's SHA-256,
@@ -216,6 +219,8 @@ def run_attacks(
     results, all_scores, evidence = score_attacks(
         inputs, attacks, targets, bootstrap=bootstrap, seed=seed, evidence_attack=evidence_attack
     )
+    # Exposure and extraction of every model, when the score stage measured them.
+    results.update(memorization.sections(workdir, inputs.keep_SxN, bootstrap=bootstrap, seed=seed))
     # The new results are built beside the old ones and swapped in whole, so a
     # crash at any point leaves the complete old results or the complete new ones.
     owned = OWNED + (STAGE_MARKER,) * (stage_marker is not None)

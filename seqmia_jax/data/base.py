@@ -19,10 +19,20 @@ from collections.abc import Callable
 import numpy as np
 
 from seqmia_jax.config import ConfigError, DataConfig
+from seqmia_jax.data import secrets as secret_mode
 from seqmia_jax.registry import Registry
 
 # Fingerprint keys that every dataset carries; anything else is a loader option.
-_BASE_KEYS = ("name", "num_samples", "seq_len", "selection", "seed", "sha256", "canary_tokens")
+_BASE_KEYS = (
+    "name",
+    "num_samples",
+    "seq_len",
+    "selection",
+    "seed",
+    "sha256",
+    "canary_tokens",
+    "secrets",
+)
 # Text canaries are secret digit strings, like a PIN or a phone number in a document.
 TEXT_CANARY_ALPHABET = np.frombuffer(b"0123456789", dtype=np.uint8).astype(np.int32)
 
@@ -40,6 +50,8 @@ class Dataset:
         fastest; None for text.
       fingerprint: name, num_samples, seq_len, selection (and seed if random),
         sha256 of the tokens as little-endian int32, plus loader options.
+      secrets: where each sample's secret sits, with ``data.secret_symbols``
+        (``seqmia_jax.data.secrets``); None otherwise.
     """
 
     name: str
@@ -48,6 +60,7 @@ class Dataset:
     kind: str
     image_shape: tuple[int, int, int] | None
     fingerprint: dict
+    secrets: secret_mode.SecretLayout | None = None
 
     @property
     def num_samples(self) -> int:
@@ -110,6 +123,8 @@ def make_fingerprint(name: str, tokens_NxL: np.ndarray, cfg: DataConfig, **optio
         fingerprint["seed"] = int(cfg.seed)
     if cfg.canary_tokens:
         fingerprint["canary_tokens"] = int(cfg.canary_tokens)
+    if cfg.secret_symbols:
+        fingerprint.update(secret_mode.fingerprint_options(cfg))
     fingerprint["sha256"] = hashlib.sha256(tokens_NxL.tobytes()).hexdigest()
     fingerprint.update(options)
     return fingerprint
@@ -227,7 +242,23 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         index_N = pool_indices(total, cfg, f"samples in {cfg.name}")
         dataset = _with_tokens(dataset, dataset.tokens_NxL[index_N], cfg)
     _check(dataset, cfg)
+    if cfg.secret_symbols:
+        return plant_secrets(dataset, cfg)
     return plant_canaries(dataset, cfg)
+
+
+def plant_secrets(dataset: Dataset, cfg: DataConfig) -> Dataset:
+    """The pool with a template and a distinct secret in every sample (``data.secrets``)."""
+    if dataset.kind != "text":
+        raise ConfigError(f"data.secret_symbols needs a text dataset; {cfg.name} is {dataset.kind}")
+    symbols = secret_mode.alphabet_bytes(cfg.secret_alphabet)
+    if symbols.max() >= dataset.vocab_size:
+        raise ConfigError(
+            f"the {cfg.secret_alphabet} alphabet is not in the {cfg.name} vocabulary "
+            f"({dataset.vocab_size} tokens)"
+        )
+    tokens_NxL, layout = secret_mode.plant_secrets(dataset.tokens_NxL, cfg)
+    return dataclasses.replace(_with_tokens(dataset, tokens_NxL, cfg), secrets=layout)
 
 
 def _check(dataset: Dataset, cfg: DataConfig) -> None:

@@ -149,6 +149,21 @@ def load_or_make_membership(cfg: ExperimentConfig, wd: Workdir) -> np.ndarray:
     return keep_SxN
 
 
+def training_data(
+    cfg: ExperimentConfig, dataset: Dataset, keep_SxN: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """What each model trains on: a token table and each model's rows in it, ``(T x L, S x M)``.
+
+    Normally the table is the audit pool and model s's rows are its IN samples
+    (duplicated ones repeated). With secrets every model trains on every
+    carrier, OUT models with fresh secrets (``SecretLayout.training_data``).
+    """
+    if dataset.secrets is not None:
+        return dataset.secrets.training_data(dataset.tokens_NxL, keep_SxN)
+    rows_SxM = membership.in_indices(keep_SxN, training_copies(cfg.data))
+    return np.asarray(dataset.tokens_NxL, np.int32), rows_SxM
+
+
 @holds_lock
 def train(
     cfg: ExperimentConfig,
@@ -179,7 +194,7 @@ def train(
         return summary
 
     keep_SxN = load_or_make_membership(cfg, wd)
-    in_idx_SxM = membership.in_indices(keep_SxN, training_copies(cfg.data))
+    table_TxL, in_idx_SxM = training_data(cfg, dataset, keep_SxN)
     sched = steps.Schedule(cfg.train.batch_size, in_idx_SxM.shape[1], cfg.train.epochs)
     total = sched.total_steps
     tx = steps.make_optimizer(cfg.train, total)
@@ -195,7 +210,7 @@ def train(
             _truncate_metrics(wd.metrics, step)
         logging.info("resuming from the checkpoint at step %d of %d", step, total)
 
-    tokens_NxL = sharding.put_replicated(np.asarray(dataset.tokens_NxL, np.int32), mesh)
+    tokens_NxL = sharding.put_replicated(table_TxL, mesh)
     in_idx = sharding.put_sharded(in_idx_SxM, mesh)
     chunk_len = max(1, min(cfg.train.log_every, total))
     ckpt_every = chunk_len * max(1, math.ceil(cfg.train.checkpoint_every / chunk_len))
