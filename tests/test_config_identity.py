@@ -75,7 +75,16 @@ def test_marked_fields_are_the_documented_ones():
         "score",
         "attack",
     }
-    assert neutral == {"data.canary_tokens": 0, "data.duplicated_samples": 0, "data.duplicates": 1}
+    assert neutral == {
+        "data.canary_tokens": 0,
+        "data.duplicated_samples": 0,
+        "data.duplicates": 1,
+        "data.secret_symbols": 0,
+        "data.secret_alphabet": "digits",
+        "data.secret_repeats": 1,
+        "data.secret_template": "",
+        "data.secret_at": "end",
+    }
 
 
 def test_score_and_attack_sections_are_typed_with_one_set_of_defaults():

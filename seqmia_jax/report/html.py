@@ -152,6 +152,7 @@ def index_page(
     plots: Sequence[str],
     samples: str,
     leakage_view: str,
+    secrets: str = "",
 ) -> str:
     """The whole page from its sections' HTML (``lede`` and reasons are plain report text).
 
@@ -161,6 +162,7 @@ def index_page(
     sections = {
         "run": ("The run", run),
         "results": ("Results", table),
+        "secrets": ("Secrets: exposure and extraction", secrets),
         "plots": ("Plots", "".join(f"<figure>{p}</figure>" for p in plots)),
         "samples": ("Per-sample vulnerability", samples),
         "leakage": ("Leakage view", f"<p>{inline(ranking_reason)}</p>{leakage_view}"),
@@ -168,6 +170,7 @@ def index_page(
     body = "".join(
         f'<section id="{key}"><h2>{name}</h2>{content}</section>'
         for key, (name, content) in sections.items()
+        if content or key != "secrets"
     )
     return _PAGE.format(
         title=html.escape(title),

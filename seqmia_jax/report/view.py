@@ -40,8 +40,9 @@ class SampleView:
         loss_SxNxL: np.ndarray | None,
         keep_SxN: np.ndarray,
         mask_NxL: np.ndarray | None,
+        extra: dict | None = None,
     ) -> None:
-        """Per-sample columns and exposure summaries of every attack."""
+        """Per-sample columns (``extra`` appended) and exposure summaries of every attack."""
         num_samples = keep_SxN.shape[1]
         self.cf_mem_N = np.full(num_samples, np.nan)
         if loss_SxNxL is not None:
@@ -61,6 +62,7 @@ class SampleView:
             cf_mem_N=self.cf_mem_N,
             snippets=snippets,
             per_attack=self.per_attack,
+            extra=extra,
         )
 
     def select(self, num: int, out: Path, labels_TxN: np.ndarray, results: dict) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from seqmia_jax.data.base import Dataset
-from seqmia_jax.report import charts, exposure, html, leakage, roc, samples, summary
+from seqmia_jax.report import charts, exposure, html, leakage, roc, samples, secrets, summary
 from seqmia_jax.report.families import in_family_order
 from seqmia_jax.report.headline import Headline, headline
 from seqmia_jax.report.table import fmt, results_table_markdown
@@ -50,6 +50,7 @@ _REPORT_FILES = (
     "sample_auc.png",
     "leakage.html",
     "leakage.png",
+    "exposure.png",
     MARKER,
 )
 
@@ -226,6 +227,7 @@ def _index_page(dataset, results, head, view, written, facts, config, workdir, m
         plots=[_png(out / n, n) for n in ("roc.png", "tpr_intervals.png") if n in written],
         samples=samples_html,
         leakage_view=leakage_html,
+        secrets=secrets.html_section(results, _png(out / "exposure.png", "exposure histogram")),
     )
 
 
@@ -303,7 +305,8 @@ def write_report(
                 out / "roc.png",
                 out / "tpr_intervals.png",
             )
-            view.measure(dataset, scores, labels_TxN, loss_SxNxL, keep_SxN, mask_NxL)
+            extra = secrets.sample_columns(workdir, results, keep_SxN)
+            view.measure(dataset, scores, labels_TxN, loss_SxNxL, keep_SxN, mask_NxL, extra)
             samples.write_samples_csv(out / "samples.csv", view.columns)
             written["samples.csv"] = out / "samples.csv"
             charts.plot_sample_auc(
@@ -333,6 +336,9 @@ def write_report(
             + "\n"
             + results_table_markdown(results)
         )
+        if secrets.plot_exposure(workdir, results, keep_SxN, out / "exposure.png"):
+            written["exposure.png"] = out / "exposure.png"
+        text += secrets.markdown(results)
         text += _report_markdown(head, view, written, results)
         (out / "results.md").write_text(text, encoding="utf-8")
         written["results.md"] = out / "results.md"
