@@ -24,9 +24,14 @@ def main(argv):
         keep = np.load(wd / "membership.npy")
         text = wd / "text_bytes.npy"
         tokens = np.load(text) if text.exists() else None
+        secret = wd / "stats" / "secret_mask.npy"
+        secret_NxL = np.load(secret, allow_pickle=False) if secret.exists() else None
         report = {
             name: analysis.diagnose(
-                np.load(wd / "stats" / f"{name}.npy", mmap_mode="r"), keep, tokens
+                np.load(wd / "stats" / f"{name}.npy", mmap_mode="r"),
+                keep,
+                tokens,
+                secret_NxL=secret_NxL,
             )
             for name in _STATISTICS.value
         }

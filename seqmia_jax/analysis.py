@@ -286,13 +286,40 @@ def per_token_ceiling(
     return report
 
 
+def secret_positions(
+    stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, secret_NxL: np.ndarray
+) -> dict:
+    """Where the signal sits with secrets: the shift SNR at secret and at carrier positions.
+
+    ``secret_NxL`` (stats/secret_mask.npy) marks m positions per sample. The
+    per-token ceiling is also computed on the secret positions alone, as an
+    attack that knew where the secret is could (none may: the mask is a
+    diagnostic, not a membership feature).
+    """
+    secret_NxL = np.asarray(secret_NxL, bool)
+    m = side_moments(stats_SxNxL, keep_SxN)
+    snr_NxL = _shift(m) / np.sqrt(np.maximum(0.5 * (m["in"].var_NxL + m["out"].var_NxL), 1e-300))
+    per_sample = secret_NxL.sum(1)
+    if not np.all(per_sample == per_sample[0]):
+        raise ValueError("secret_mask.npy must mark the same number of positions in every sample")
+    x = np.asarray(stats_SxNxL, np.float64)
+    secret_only = x[:, secret_NxL].reshape(x.shape[0], x.shape[1], int(per_sample[0]))
+    return {
+        "num_secret_positions": int(per_sample[0]),
+        "mean_shift_over_sd_secret": float(snr_NxL[secret_NxL].mean()),
+        "mean_shift_over_sd_carrier": float(snr_NxL[~secret_NxL].mean()),
+        "ceiling_secret_positions_only": per_token_ceiling(secret_only, keep_SxN),
+    }
+
+
 def diagnose(
     stats_SxNxL: np.ndarray,
     keep_SxN: np.ndarray,
     tokens_NxL: np.ndarray | None = None,
     max_corr_samples: int = 2000,
+    secret_NxL: np.ndarray | None = None,
 ) -> dict:
-    """All diagnostics of one statistic."""
+    """All diagnostics of one statistic (with ``secret_positions`` where secrets are planted)."""
     m = side_moments(stats_SxNxL, keep_SxN)
     report = {
         "correlation_out": correlation_summary(
@@ -308,4 +335,6 @@ def diagnose(
     }
     if tokens_NxL is not None:
         report["cross_sample"] = cross_sample_leakage(stats_SxNxL, keep_SxN, tokens_NxL)
+    if secret_NxL is not None:
+        report["secret_positions"] = secret_positions(stats_SxNxL, keep_SxN, secret_NxL)
     return report

@@ -24,10 +24,12 @@ the logits it reads.
 
 import functools
 import math
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 from scipy import special, stats
@@ -299,7 +301,15 @@ def exposures(
     exposure_SxK = np.zeros((num_models, len(sample_K)))
     loglik_SxK = np.zeros((num_models, len(sample_K)))
     rank_SxK = np.full((num_models, len(sample_K)), -1, np.int64)
+    t0 = time.time()
     for k, n in enumerate(sample_K):
+        if k and (k % max(1, len(sample_K) // 8) == 0):
+            logging.info(
+                "exposure: %d/%d samples (%.1f s per sample)",
+                k,
+                len(sample_K),
+                (time.time() - t0) / k,
+            )
         start, secret_m = int(layout.start_N[n]), layout.secrets_Nxm[n]
         if exact:
             rows_RxL = candidate_rows(tokens_NxL[n], start, alphabet_A, m)

@@ -106,3 +106,25 @@ def test_ceiling_noise_inflates_the_raw_tails_and_shrinkage_removes_it():
     got = report["tpr_at_0.001"]
     assert got["per_token"] > 2.0 * true_tpr["per_token"]  # the raw tails are noise
     assert abs(got["per_token_shrunk"] - true_tpr["per_token"]) < 0.5 * true_tpr["per_token"]
+
+
+def test_secret_positions_find_a_shift_planted_on_the_secret_alone():
+    rng = np.random.default_rng(5)
+    num_models, num_samples, length, shift = 32, 400, 16, 1.5
+    keep_SxN = membership.make_membership(num_models, num_samples, 3)
+    secret_NxL = np.zeros((num_samples, length), bool)
+    starts_N = rng.integers(0, length - 3, num_samples)
+    for n, start in enumerate(starts_N):
+        secret_NxL[n, start : start + 3] = True
+    x = rng.standard_normal((num_models, num_samples, length))
+    x += shift * (keep_SxN[:, :, None] & secret_NxL[None])  # unit noise: SNR = shift
+    report = analysis.secret_positions(x, keep_SxN, secret_NxL)
+    assert report["num_secret_positions"] == 3
+    assert abs(report["mean_shift_over_sd_secret"] - shift) < 0.05
+    assert abs(report["mean_shift_over_sd_carrier"]) < 0.02
+    # Restricted to the secret, the mean test and the per-token test coincide (equal shifts).
+    ceiling = report["ceiling_secret_positions_only"]["tpr_at_0.001"]
+    assert abs(ceiling["ratio_shrunk"] - 1) < 0.1
+    # And the whole-sequence ceiling says per-token weighting gains over the mean.
+    whole = analysis.per_token_ceiling(x, keep_SxN)["tpr_at_0.001"]
+    assert whole["per_token_shrunk"] > 1.5 * whole["mean_shrunk"]
