@@ -27,9 +27,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.data.secret_template = " PIN "  # the text right before each secret
     cfg.data.secret_at = "end"
     cfg.data.secret_repeats = 1  # r: copies of each carrier (with its secret) per epoch
-    cfg.data.num_samples = 500
-    cfg.train.epochs = 12
-    cfg.score.exposure_samples = 64  # exposure of the first 64 samples, every model
+    # 128 carriers, each seen 100 times: a small byte model memorizes the PINs, and
+    # 16 models x 64 OUT samples give 1,024 negatives, enough to resolve FPR 1e-3.
+    cfg.data.num_samples = 128
+    cfg.train.epochs = 100
+    cfg.score.exposure_samples = 8  # exact exposure costs A^(m-1) forward passes per sample
     cfg.score.extract_prefix = 0  # ordinary-text extraction: off by default
     cfg.score.extract_tokens = 0
     if base == "tiny":
@@ -37,11 +39,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         cfg.data.secret_symbols = 3  # 10^3 candidates: exact exposure stays cheap
         cfg.train.epochs = 2
         cfg.score.exposure_samples = 4
-    elif base == "gpu":
-        cfg.data.num_samples = 4000
-        cfg.data.secret_symbols = 5
-        cfg.train.epochs = 8
-        cfg.score.exposure_samples = 256
+    elif base == "gpu":  # S=64, 4 layers, width 256, L=128 (kjv_gpt's gpu model)
+        cfg.data.num_samples = 1024  # 64 x 512 = 32,768 negatives: resolves FPR 1e-4
+        cfg.train.epochs = 60
+        cfg.score.exposure_samples = 64
         cfg.attack.targets = ""
     if length:
         cfg.data.seq_len = int(length)

@@ -9,7 +9,10 @@
 #                  tar -x -C bench_baseline   (untracked, not ignored, so the device gets it);
 #   bench_wide     width 512 instead of 256, profiled;
 #   audit, diagnose, study, canaries: end-to-end runs (see docs/study.md; canaries has not
-#                  run on a GPU yet, CANARY_TIMEOUT sets its limit).
+#                  run on a GPU yet, CANARY_TIMEOUT sets its limit);
+#   secrets        the secrets audit (configs/kjv_secrets.py:gpu, SECRETS_CONFIG to change it)
+#                  end to end, with diagnose: exposure, extraction and the ceiling at the
+#                  secret positions. SECRETS_CONFIG=configs/kjv_secrets.py:tiny tries it on a CPU.
 # Run from the repository root. Results: $OUT/session.tar.gz.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -70,6 +73,18 @@ if has canaries; then
   run canaries "${CANARY_TIMEOUT:-300}" python3 -m experiments.sweep \
     --config=configs/study_canaries.py:gpu --workdir=runs/study_canaries_gpu
   cp runs/study_canaries_gpu/sweep.csv "$OUT/s/canaries_sweep.csv" 2>/dev/null
+fi
+if has secrets; then
+  SECRETS_CONFIG=${SECRETS_CONFIG:-configs/kjv_secrets.py:gpu}
+  run secrets "${SECRETS_TIMEOUT:-300}" python3 -m experiments.run --config="$SECRETS_CONFIG" \
+    --workdir=runs/secrets_gpu
+  grep -E "stage seconds|step [0-9]+/" "$OUT/s/secrets.log" | tail -n 4
+  python3 -m experiments.diagnose --workdir=runs/secrets_gpu --statistics=loss \
+    >"$OUT/s/secrets_diagnose.log" 2>&1
+  mkdir -p "$OUT/s/secrets_results"
+  cp runs/secrets_gpu/results/results.md runs/secrets_gpu/results/results.json \
+    runs/secrets_gpu/results/diagnostics.json runs/secrets_gpu/results/exposure.png \
+    "$OUT/s/secrets_results/" 2>/dev/null
 fi
 tar -czf "$OUT/session.tar.gz" -C "$OUT" s && rm -rf "$OUT/s"
 ls -la "$OUT"

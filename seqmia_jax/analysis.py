@@ -286,9 +286,7 @@ def per_token_ceiling(
     return report
 
 
-def secret_positions(
-    stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, secret_NxL: np.ndarray
-) -> dict:
+def secret_positions(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, secret_NxL: np.ndarray) -> dict:
     """Where the signal sits with secrets: the shift SNR at secret and at carrier positions.
 
     ``secret_NxL`` (stats/secret_mask.npy) marks m positions per sample. The

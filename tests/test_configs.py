@@ -19,6 +19,7 @@ CONFIGS = sorted(
 # The arguments each config documents besides "".
 ARGS = {
     "kjv_gpt": ("tiny", "gpu"),
+    "kjv_secrets": ("tiny", "gpu", "L=256"),
     "digits_pixel": ("tiny", "gpu"),
     "study_shadows": ("gpu", "many", "weak"),
     "study_canaries": ("gpu",),

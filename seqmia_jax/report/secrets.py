@@ -143,7 +143,7 @@ def plot_exposure(workdir: str | Path, results: dict, keep_SxN: np.ndarray, path
     ax.set_xlabel(f"exposure (bits; {top:.2f} = the secret ranks first)")
     ax.set_ylabel("(model, sample) pairs")
     ax.set_title(f"Secret exposure, {exposure_SxK.shape[1]} samples x {len(exposure_SxK)} models")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center")
     fig.tight_layout()
     fig.savefig(path)
     return True
