@@ -109,6 +109,8 @@ def _timings(workdir: Path, attacks: dict) -> list[str]:
         out.append(
             f"scoring {scored['seconds']:.0f} s ({scored.get('samples_per_s', 0):.0f} samples/s)"
         )
+    if scored and scored.get("memorization_seconds") is not None:
+        out.append(f"exposure and extraction {scored['memorization_seconds']:.0f} s")
     timed = {spec: e["seconds"] for spec, e in attacks.items() if e.get("seconds") is not None}
     if timed:
         slowest = max(timed, key=timed.get)
