@@ -84,6 +84,12 @@ class TrainConfig:
     map_chunk: int = setting(0)  # models per vmap chunk under "map" (0: one at a time)
     checkpoint_every: int = setting(200)  # steps between checkpoints
     log_every: int = setting(50)  # steps between log lines
+    # DP-SGD (seqmia_jax.ensemble.dp): per-example clipping to dp_clip_norm > 0 turns it on.
+    dp_clip_norm: float = added(0.0)  # C: per-example L2 clip norm (0: no DP-SGD)
+    dp_noise_multiplier: float = added(0.0)  # sigma: noise std is sigma * C
+    dp_target_epsilon: float = added(0.0)  # > 0: derive sigma from it (overrides the above)
+    dp_delta: float = added(1e-5)  # delta of the reported (epsilon, delta)
+    dp_microbatch: int = setting(0)  # per-example gradients this many rows at a time (0: all)
 
 
 @dataclasses.dataclass(frozen=True)

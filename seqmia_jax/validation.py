@@ -34,6 +34,10 @@ _RANGES = {
     "train.map_chunk": (0, None),
     "train.checkpoint_every": (1, None),
     "train.log_every": (1, None),
+    "train.dp_clip_norm": (0, None),
+    "train.dp_noise_multiplier": (0, None),
+    "train.dp_target_epsilon": (0, None),
+    "train.dp_microbatch": (0, None),
     "score.batch_size": (1, None),
     "score.exposure_samples": (-1, None),
     "score.exposure_exact_limit": (1, None),
@@ -102,6 +106,14 @@ def validate(cfg: ExperimentConfig) -> None:
         from seqmia_jax.data import secrets
 
         secrets.check_secrets(data, secrets.template_tokens(data))
+    train = cfg.train
+    if not 0 < train.dp_delta < 1:
+        raise ConfigError(f"train.dp_delta must be in (0, 1); got {train.dp_delta!r}")
+    if not train.dp_clip_norm and (train.dp_noise_multiplier or train.dp_target_epsilon):
+        raise ConfigError(
+            "train.dp_noise_multiplier and train.dp_target_epsilon need train.dp_clip_norm > 0 "
+            "(DP-SGD clips each example's gradient to it)"
+        )
     score = cfg.score
     if (score.extract_prefix > 0) != (score.extract_tokens > 0):
         raise ConfigError(

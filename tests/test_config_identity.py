@@ -70,6 +70,7 @@ def test_marked_fields_are_the_documented_ones():
         "train.map_chunk",
         "train.checkpoint_every",
         "train.log_every",
+        "train.dp_microbatch",
         "model.remat",
         "model.attention",
         "score",
@@ -84,6 +85,10 @@ def test_marked_fields_are_the_documented_ones():
         "data.secret_repeats": 1,
         "data.secret_template": "",
         "data.secret_at": "end",
+        "train.dp_clip_norm": 0.0,
+        "train.dp_noise_multiplier": 0.0,
+        "train.dp_target_epsilon": 0.0,
+        "train.dp_delta": 1e-5,
     }
 
 

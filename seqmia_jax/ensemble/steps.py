@@ -23,6 +23,9 @@ from jax.sharding import Mesh
 
 from seqmia_jax.config import TrainConfig
 from seqmia_jax.ensemble import lift
+from seqmia_jax.ensemble.dp import DPSettings, poisson_batch, private_gradient
+
+DP_STREAM = 0xD9  # folded into a model's key for its Poisson batches and noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,27 +96,48 @@ def batch_indices(order_M: jax.Array, in_idx_M: jax.Array, step: jax.Array, sche
 
 
 def make_model_chunk(
-    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sched: Schedule, num_steps: int
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    sched: Schedule,
+    num_steps: int,
+    dp: DPSettings | None = None,
 ) -> Callable:
     """Returns ``chunk(tokens_NxL, state, in_idx_M, step0) -> (state, losses_K)`` for ONE model.
 
     ``state`` is ``{"params", "opt_state", "key"}`` with ``key`` raw uint32 key data.
+    With ``dp``, every step is a DP-SGD step (``seqmia_jax.ensemble.dp``): a
+    Poisson batch from the model's rows instead of its epoch order, clipped
+    per-example gradients and Gaussian noise, all drawn from the model's key.
     """
 
     def loss_fn(params, tokens_BxL, weight_B):
         per_seq_B = token_losses(graphdef, params, tokens_BxL).mean(axis=1)
         return jnp.sum(per_seq_B * weight_B) / jnp.maximum(weight_B.sum(), 1.0)
 
+    def loss_one(params, tokens_1xL):
+        return token_losses(graphdef, params, tokens_1xL).mean()
+
     def chunk(tokens_NxL, state, in_idx_M, step0):
         key = jax.random.wrap_key_data(state["key"])
         first_epoch, orders_ExM = chunk_orders(key, step0, sched, num_steps)
+        dp_key = jax.random.fold_in(key, DP_STREAM)
+
+        def gradient(params, step):
+            if dp is not None:
+                batch_key, noise_key = jax.random.split(jax.random.fold_in(dp_key, step))
+                rate = dp.sample_rate(sched.samples_per_model)
+                idx_P, mask_P = poisson_batch(batch_key, in_idx_M, rate, dp.padded_batch)
+                grads, loss = private_gradient(
+                    loss_one, params, tokens_NxL[idx_P], mask_P, noise_key, dp
+                )
+                return loss, grads
+            order_M = orders_ExM[step // sched.steps_per_epoch - first_epoch]
+            idx_B, weight_B = batch_indices(order_M, in_idx_M, step, sched)
+            return jax.value_and_grad(loss_fn)(params, tokens_NxL[idx_B], weight_B)
 
         def step_fn(carry, i):
             params, opt_state = carry
-            step = step0 + i
-            order_M = orders_ExM[step // sched.steps_per_epoch - first_epoch]
-            idx_B, weight_B = batch_indices(order_M, in_idx_M, step, sched)
-            loss, grads = jax.value_and_grad(loss_fn)(params, tokens_NxL[idx_B], weight_B)
+            loss, grads = gradient(params, step0 + i)
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 

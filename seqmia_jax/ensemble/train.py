@@ -21,7 +21,7 @@ from flax import nnx
 from seqmia_jax import membership, processes
 from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset, training_copies
-from seqmia_jax.ensemble import lift, memory, sharding, steps
+from seqmia_jax.ensemble import dp, lift, memory, sharding, steps
 from seqmia_jax.ensemble.checkpoint import EnsembleCheckpointer
 from seqmia_jax.models import build_model
 from seqmia_jax.workdir import Workdir, WorkdirError, holds_lock, read_json, write_json
@@ -198,6 +198,18 @@ def train(
     sched = steps.Schedule(cfg.train.batch_size, in_idx_SxM.shape[1], cfg.train.epochs)
     total = sched.total_steps
     tx = steps.make_optimizer(cfg.train, total)
+    dp_settings, dp_record = dp.settings_for(cfg.train, in_idx_SxM.shape[1], total)
+    if dp_record is not None:
+        logging.info(
+            "DP-SGD: sigma %.4g, clip %.4g, q %.4g, %d steps: epsilon %.4g at delta %g (%s)",
+            dp_record["noise_multiplier"],
+            dp_record["clip_norm"],
+            dp_record["sample_rate"],
+            total,
+            dp_record["epsilon"],
+            dp_record["delta"],
+            dp_record["accountant"],
+        )
     mesh = sharding.make_mesh(cfg.num_shadow_models, jax.devices()[:num_devices])
     strategy = resolve_strategy(cfg.train.strategy)
     graphdef, state = init_ensemble(cfg, dataset, mesh, tx)
@@ -218,7 +230,7 @@ def train(
     map_chunk = cfg.train.map_chunk
     if cfg.train.strategy == "auto" and jax.default_backend() != "cpu":
         strategy, map_chunk = memory.auto_strategy(
-            steps.make_model_chunk(graphdef, tx, sched, chunk_len),
+            steps.make_model_chunk(graphdef, tx, sched, chunk_len, dp_settings),
             tokens_NxL,
             state,
             in_idx,
@@ -227,7 +239,7 @@ def train(
 
     def runner(num_steps):
         if num_steps not in runners:
-            model_chunk = steps.make_model_chunk(graphdef, tx, sched, num_steps)
+            model_chunk = steps.make_model_chunk(graphdef, tx, sched, num_steps, dp_settings)
             runners[num_steps] = steps.lift_to_ensemble(model_chunk, mesh, strategy, map_chunk)
         return runners[num_steps]
 
@@ -281,6 +293,8 @@ def train(
         "num_devices": mesh.size,
         "seconds": time.time() - start_time,
     }
+    if dp_record is not None:
+        summary["dp"] = dp_record
     if processes.is_primary():
         write_json(wd.train_done, summary)
     # A stage that follows in the same program (scoring) must see train_done.json.
