@@ -195,7 +195,8 @@ def run_attacks(
     "std", "min", "max"}, "tpr@0.001": {...}}, "seconds", "diagnostics",
     "scores_file", ["evidence_file"]}}, ["exposure": ..., "extraction": {"secret":
     ..., "text": ...}]} (``seqmia_jax.evaluation.memorization``, present when the
-    score stage measured them). NaN is written as null.
+    score stage measured them), ["dp": train_done.json's DP-SGD record]}. NaN is
+    written as null.
 
     ``stage_marker`` (the pipeline's record of the inputs and settings) is
     written as ``attack_stage.json``, with the new results.json's SHA-256,
@@ -221,6 +222,9 @@ def run_attacks(
     )
     # Exposure and extraction of every model, when the score stage measured them.
     results.update(memorization.sections(workdir, inputs.keep_SxN, bootstrap=bootstrap, seed=seed))
+    dp = _dp_record(Path(workdir))
+    if dp is not None:  # the accountant's (epsilon, delta) of DP-trained shadows
+        results["dp"] = dp
     # The new results are built beside the old ones and swapped in whole, so a
     # crash at any point leaves the complete old results or the complete new ones.
     owned = OWNED + (STAGE_MARKER,) * (stage_marker is not None)
@@ -230,6 +234,17 @@ def run_attacks(
             sha = sha256_of(stage / "results.json")
             write_json(stage / STAGE_MARKER, {**stage_marker, "results_sha256": sha})
     return written
+
+
+def _dp_record(workdir: Path) -> dict | None:
+    """``train_done.json``'s DP-SGD record, if the shadows were trained with DP-SGD."""
+    path = workdir / "train_done.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("dp")
+    except (json.JSONDecodeError, AttributeError):
+        return None
 
 
 def _write_results(out: Path, results: dict, all_scores: dict, evidence, evidence_attack) -> dict:

@@ -110,7 +110,9 @@ def private_gradient(loss_one, params, tokens_PxL: jax.Array, mask_P: jax.Array,
         return (total, loss_sum + jnp.sum(losses_M * mask_M)), None
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    (total, loss_sum), _ = jax.lax.scan(accumulate, (zeros, 0.0), (tokens_CxMxL, mask_CxM))
+    # Carries derived from per-model values, so under shard_map they vary over models too.
+    carry = (zeros, jnp.zeros_like(mask_P[0]))
+    (total, loss_sum), _ = jax.lax.scan(accumulate, carry, (tokens_CxMxL, mask_CxM))
     leaves, treedef = jax.tree.flatten(total)
     keys = jax.random.split(key, len(leaves))
     std = settings.noise_multiplier * settings.clip_norm

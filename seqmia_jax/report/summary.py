@@ -90,6 +90,13 @@ def header_facts(results: dict, gap: dict | None, loss_path: Path | None = None)
         )
     elif loss_path is not None:
         facts.append(f"No train/test loss: {loss_path} not found")
+    dp = results.get("dp")
+    if dp:
+        facts.append(
+            f"DP-SGD: accountant epsilon {dp['epsilon']:.3g} at delta {dp['delta']:g} "
+            f"({dp['accountant']}; noise multiplier {dp['noise_multiplier']:.3g}, clip norm "
+            f"{dp['clip_norm']:g}, sample rate {dp['sample_rate']:.3g}, {dp['steps']} steps)"
+        )
     return facts
 
 
