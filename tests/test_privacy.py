@@ -341,7 +341,7 @@ def test_one_run_bound_grows_with_guesses_on_a_non_private_mechanism():
 
 
 def _theorem_p_value(m, r, v, eps, delta):
-    """Steinke et al. 2023, Theorem 3, written out term by term."""
+    """Steinke et al. 2023, main theorem, written out term by term."""
 
     def f(u):  # P[Binomial(r, e^eps / (1 + e^eps)) >= u]
         return scipy.stats.binom.sf(u - 1, r, scipy.special.expit(eps))

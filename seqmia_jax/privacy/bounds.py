@@ -302,7 +302,7 @@ def audit_scores(
 
 
 def _one_run_p_value(num_canaries: int, guesses: int, correct: int, eps: float, delta: float):
-    """P[at least ``correct`` right guesses] under (eps, delta)-DP: Steinke et al. 2023, Thm 3.
+    """P[at least ``correct`` right guesses] under (eps, delta)-DP: Steinke et al. 2023.
 
     f(v) = P[Binomial(r, e^eps / (1 + e^eps)) >= v] for pure DP, plus
     2 m delta max_{i=1..v} (f(v - i) - f(v)) / i for approximate DP.
@@ -333,8 +333,9 @@ def epsilon_lower_bound_one_run(
     auditor guesses "in" for the ``num_guesses_pos`` highest scores and "out"
     for the ``num_guesses_neg`` lowest (ties by index), abstaining elsewhere.
     Under (eps, delta)-DP the number of correct guesses is dominated as in
-    their Theorem 3: Binomial(r, e^eps / (1 + e^eps)) for pure DP (delta = 0),
-    plus their 2 m delta term for delta > 0 (both implemented). The result is
+    their main theorem (the p-value of their reference code): by
+    Binomial(r, e^eps / (1 + e^eps)) for pure DP (delta = 0), plus their
+    2 m delta term for delta > 0 (both implemented). The result is
     the largest eps whose p-value is below ``1 - confidence``, found by
     bisection that keeps the p-value below it. The guess counts must be fixed
     in advance; trying several needs a union bound over them.
@@ -353,7 +354,8 @@ def epsilon_lower_bound_one_run(
     k_pos, k_neg = int(num_guesses_pos), int(num_guesses_neg)
     if k_pos < 0 or k_neg < 0 or k_pos + k_neg < 1 or k_pos + k_neg > num_canaries:
         raise ValueError(
-            f"num_guesses_pos + num_guesses_neg must be in [1, {num_canaries}], got {k_pos} + {k_neg}"
+            f"num_guesses_pos + num_guesses_neg must be in [1, {num_canaries}],"
+            f" got {k_pos} + {k_neg}"
         )
     order_N = np.argsort(-scores_N, kind="stable")
     correct = int(included_N[order_N[:k_pos]].sum())
