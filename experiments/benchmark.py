@@ -20,7 +20,9 @@ _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes and few steps (CI smoke r
 _OUT = flags.DEFINE_string("out", None, "Write the JSON result here.")
 _PEAK = flags.DEFINE_float("peak_tflops", None, "Peak TFLOP/s per device (default: table).")
 _STRATEGIES = flags.DEFINE_list(
-    "strategies", ["vmap", "map", "loop"], "Training strategies: vmap, map, map:k, loop."
+    "strategies",
+    ["vmap", "map", "loop"],
+    "Training strategies: vmap, map, map:k, loop; a +dp or +dp/k suffix times DP-SGD steps.",
 )
 _ATTACK_SHAPE = flags.DEFINE_list(
     "attack_shape", None, "Synthetic S,N,L for the attack timing (default 16,1000,64)."

@@ -32,13 +32,15 @@ from seqmia_jax.attacks.inputs import (  # noqa: F401  (re-exported)
 from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, parse_spec, safe_name, split_specs
 from seqmia_jax.evaluation import memorization
 from seqmia_jax.evaluation.metrics import DEFAULT_FPRS, evaluate
-from seqmia_jax.report.table import results_table_markdown
+from seqmia_jax.report.table import epsilon_table_markdown, results_table_markdown
 from seqmia_jax.workdir import json_ready, recover_swap, replacing, sha256_of, write_json
 
 # What the attack stage writes into its results directory (everything else there
 # belongs to other stages and is kept).
 OWNED = ("results.json", "results.md", "targets.npy", "scores", "evidence")
 STAGE_MARKER = "attack_stage.json"  # the pipeline's record of what produced the results
+BOUND_CONFIDENCE = 0.95  # of the empirical epsilon lower bounds
+NON_DP_DELTA = 1e-5  # delta of the lower bounds when the shadows are not DP-trained
 
 
 def resolve_attack(spec: str) -> tuple[Attack, AttackOptions]:
@@ -193,7 +195,8 @@ def run_attacks(
     "tpr_at_fpr": {"0.01": {"tpr", "ci", "num_negatives", "false_positives",
     "resolved"}, "0.001": ..., "0.0001": ...}, "per_target": {"auc": {"mean",
     "std", "min", "max"}, "tpr@0.001": {...}}, "seconds", "diagnostics",
-    "scores_file", ["evidence_file"]}}, ["exposure": ..., "extraction": {"secret":
+    "scores_file", ["evidence_file"], "epsilon_lower_bound": {"cp", "gdp", "delta",
+    "confidence", ...}}}, ["exposure": ..., "extraction": {"secret":
     ..., "text": ...}]} (``seqmia_jax.evaluation.memorization``, present when the
     score stage measured them), ["dp": train_done.json's DP-SGD record]}. NaN is
     written as null.
@@ -225,6 +228,7 @@ def run_attacks(
     dp = _dp_record(Path(workdir))
     if dp is not None:  # the accountant's (epsilon, delta) of DP-trained shadows
         results["dp"] = dp
+    add_epsilon_lower_bounds(results, all_scores, inputs.keep_SxN, seed=seed)
     # The new results are built beside the old ones and swapped in whole, so a
     # crash at any point leaves the complete old results or the complete new ones.
     owned = OWNED + (STAGE_MARKER,) * (stage_marker is not None)
@@ -234,6 +238,41 @@ def run_attacks(
             sha = sha256_of(stage / "results.json")
             write_json(stage / STAGE_MARKER, {**stage_marker, "results_sha256": sha})
     return written
+
+
+def add_epsilon_lower_bounds(
+    results: dict, all_scores: dict, keep_SxN: np.ndarray, *, seed: int = 0
+) -> None:
+    """Each attack's empirical epsilon lower bounds (``seqmia_jax.privacy.bounds``), in place.
+
+    The threshold is chosen on the first half of the targets and the bound is
+    evaluated on the second half, so choosing it does not inflate the bound.
+    Delta is the DP run's delta, or ``NON_DP_DELTA``. The confidence (95%)
+    is nominal over pooled (target, sample) pairs; ``audit_scores`` says why.
+    """
+    from seqmia_jax.privacy import bounds
+
+    targets_T = np.asarray(results["targets"])
+    if len(targets_T) < 2:
+        results["epsilon_lower_bound_skipped"] = "needs at least 2 targets (validation, held out)"
+        return
+    delta = results.get("dp", {}).get("delta", NON_DP_DELTA)
+    half = len(targets_T) // 2
+    val_T, test_T = np.arange(half), np.arange(half, len(targets_T))
+    labels_TxN = np.asarray(keep_SxN, bool)[targets_T]
+    for spec, scores_TxN in all_scores.items():
+        audit = bounds.audit_scores(
+            scores_TxN, labels_TxN, val_T, test_T, delta, BOUND_CONFIDENCE, seed=seed
+        )
+        results["attacks"][spec]["epsilon_lower_bound"] = {
+            "cp": audit["cp"]["epsilon"],
+            "gdp": audit["gdp"]["epsilon"],
+            "delta": delta,
+            "confidence": BOUND_CONFIDENCE,
+            "validation_targets": targets_T[val_T].tolist(),
+            "held_out_targets": targets_T[test_T].tolist(),
+            "held_out_pairs": audit["num_test_pairs"],
+        }
 
 
 def _dp_record(workdir: Path) -> dict | None:
@@ -264,6 +303,8 @@ def _write_results(out: Path, results: dict, all_scores: dict, evidence, evidenc
             results["attacks"][spec]["evidence_file"] = f"evidence/{stem}.npy"
     np.save(out / "targets.npy", np.asarray(results["targets"], dtype=np.int64))
     results = json_ready(results)
-    (out / "results.md").write_text(results_table_markdown(results))
+    (out / "results.md").write_text(
+        results_table_markdown(results) + epsilon_table_markdown(results)
+    )
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -22,16 +22,34 @@ from absl import logging
 from seqmia_jax import membership
 from seqmia_jax.config import ConfigError, ExperimentConfig
 from seqmia_jax.data import Dataset, training_copies
-from seqmia_jax.ensemble import sharding, steps
+from seqmia_jax.ensemble import dp, sharding, steps
 from seqmia_jax.ensemble.train import init_ensemble, resolve_strategy
 from seqmia_jax.perf import profiling
 from seqmia_jax.perf.devices import peak_memory_bytes
 from seqmia_jax.scoring import make_scorer
 
 
+def split_dp(label: str) -> tuple[str, int | None]:
+    """``"map:2+dp"`` -> ("map:2", 0); ``"vmap+dp/8"`` -> ("vmap", 8); ``"vmap"`` -> ("vmap", None).
+
+    A ``+dp`` label times DP-SGD steps (``seqmia_jax.ensemble.dp``; ``/k``:
+    per-example gradients k rows at a time) beside the normal ones.
+    """
+    base, plus, dp = label.partition("+")
+    if not plus:
+        return label, None
+    kind, _, micro = dp.partition("/")
+    if kind != "dp" or (micro and not micro.isdigit()):
+        raise ConfigError(f"unknown strategy {label!r}; a DP label is <strategy>+dp[/k]")
+    return base, int(micro or 0)
+
+
 def parse_strategy(label: str) -> tuple[str, int]:
-    """``"vmap"`` -> ("vmap", 0); ``"map:4"`` -> ("map", 4); ``"loop"`` -> ("loop", 0)."""
-    name, _, chunk = label.partition(":")
+    """``"vmap"`` -> ("vmap", 0); ``"map:4"`` -> ("map", 4); ``"loop"`` -> ("loop", 0).
+
+    A ``+dp[/k]`` suffix (``split_dp``) is accepted and ignored here.
+    """
+    name, _, chunk = split_dp(label)[0].partition(":")
     if name not in ("vmap", "map", "loop") or (chunk and name != "map"):
         raise ConfigError(f"unknown strategy {label!r}; use vmap, map, map:k or loop")
     try:
@@ -91,6 +109,20 @@ def make_setup(cfg: ExperimentConfig, dataset: Dataset) -> EnsembleSetup:
     )
 
 
+def benchmark_dp(sched: steps.Schedule, microbatch: int) -> dp.DPSettings:
+    """DP-SGD at clip norm 1 and noise multiplier 1 (the cost does not depend on them).
+
+    The expected batch is the configured one, so tokens/s compares with normal
+    training at the same batch; the Poisson padding is part of DP's cost.
+    """
+    batch, rows = sched.batch_size, sched.samples_per_model
+    full = dp.padded_batch(batch, rows, sched.total_steps, 1)
+    micro = microbatch or full
+    return dp.DPSettings(
+        1.0, 1.0, batch, dp.padded_batch(batch, rows, sched.total_steps, micro), micro
+    )
+
+
 def time_training(
     setup: EnsembleSetup,
     labels: Sequence[str],
@@ -109,7 +141,15 @@ def time_training(
     profiler. Returns (rows by label, profile summary or None).
     """
     num_models = setup.in_idx_SxM.shape[0]
-    model_chunk = steps.make_model_chunk(setup.graphdef, setup.tx, setup.sched, chunk_steps)
+
+    def model_chunk_for(label: str):
+        micro = split_dp(label)[1]
+        if micro is None:
+            return steps.make_model_chunk(setup.graphdef, setup.tx, setup.sched, chunk_steps)
+        return steps.make_model_chunk(
+            setup.graphdef, setup.tx, setup.sched, chunk_steps, benchmark_dp(setup.sched, micro)
+        )
+
     batch_size, seq_len = setup.sched.batch_size, setup.tokens_NxL.shape[1]
     tokens_per_chunk = num_models * batch_size * seq_len * chunk_steps
     runners, states, chunk_s, losses, peak_bytes = {}, {}, {}, {}, {}
@@ -124,7 +164,7 @@ def time_training(
 
     for label in labels:  # chunk 0 compiles and warms up
         name, map_chunk = parse_strategy(label)
-        runners[label] = steps.lift_to_ensemble(model_chunk, setup.mesh, name, map_chunk)
+        runners[label] = steps.lift_to_ensemble(model_chunk_for(label), setup.mesh, name, map_chunk)
         states[label] = _copy(setup.state)
         chunk_s[label] = [run_chunk(label, 0)]
         # The process's running maximum: clean for the first strategy, an upper bound after.
@@ -139,9 +179,11 @@ def time_training(
         name, map_chunk = parse_strategy(label)
         seconds = sum(chunk_s[label][1:])
         tokens_per_s = tokens_per_chunk * timed_chunks / seconds
+        micro = split_dp(label)[1]
         rows[label] = {
             "strategy": name,
             "map_chunk": map_chunk,
+            "dp": None if micro is None else dataclasses.asdict(benchmark_dp(setup.sched, micro)),
             "warmup_s": chunk_s[label][0],
             "chunk_s": chunk_s[label][1:],
             "seconds": seconds,

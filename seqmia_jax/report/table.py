@@ -54,3 +54,40 @@ def results_table_markdown(results: dict) -> str:
     for spec, reason in results.get("skipped", {}).items():
         lines.append(f"Skipped `{spec}`: {reason}")
     return "\n".join(lines) + "\n"
+
+
+def epsilon_table_markdown(results: dict) -> str:
+    """The empirical epsilon lower bounds of each attack, beside the accountant's epsilon."""
+    attacks = {s: e for s, e in results.get("attacks", {}).items() if "epsilon_lower_bound" in e}
+    if not attacks:
+        return ""
+    first = next(iter(attacks.values()))["epsilon_lower_bound"]
+    lines = ["", "## Empirical epsilon lower bounds", ""]
+    dp = results.get("dp")
+    if dp:
+        lines.append(
+            f"The shadows were trained with DP-SGD at epsilon {dp['epsilon']:.3g}, delta "
+            f"{dp['delta']:g} ({dp['accountant']}); an empirical bound above it would mean a "
+            "broken implementation or analysis."
+        )
+    else:
+        lines.append("The shadows were trained without DP; the bounds say how far from private.")
+    lines += [
+        "",
+        "| attack | epsilon >= (Clopper-Pearson) | epsilon >= (GDP) |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| `{spec}` | {fmt(e['epsilon_lower_bound']['cp'], 3)} | "
+        f"{fmt(e['epsilon_lower_bound']['gdp'], 3)} |"
+        for spec, e in attacks.items()
+    ]
+    note = (
+        f"At delta {first['delta']:g}, {100 * first['confidence']:.0f}% confidence (nominal: "
+        "pooled target/sample pairs are not independent trials). Thresholds chosen on "
+        f"targets {first['validation_targets']}, bounds on held-out targets "
+        f"{first['held_out_targets']} ({first['held_out_pairs']} pairs). The GDP bound assumes "
+        "a Gaussian-shaped trade-off curve."
+    )
+    lines += ["", note]
+    return "\n".join(lines) + "\n"

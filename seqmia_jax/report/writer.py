@@ -37,7 +37,7 @@ from seqmia_jax.data.base import Dataset
 from seqmia_jax.report import charts, exposure, html, leakage, roc, samples, secrets, summary
 from seqmia_jax.report.families import in_family_order
 from seqmia_jax.report.headline import Headline, headline
-from seqmia_jax.report.table import fmt, results_table_markdown
+from seqmia_jax.report.table import epsilon_table_markdown, fmt, results_table_markdown
 from seqmia_jax.report.view import SampleView
 from seqmia_jax.workdir import json_ready, recover_swap, replacing, sha256_of
 
@@ -337,6 +337,7 @@ def write_report(
             summary.header_markdown(results, gap, loss_path)
             + "\n"
             + results_table_markdown(results)
+            + epsilon_table_markdown(results)
         )
         if secrets.plot_exposure(workdir, results, keep_SxN, out / "exposure.png"):
             written["exposure.png"] = out / "exposure.png"
