@@ -21,6 +21,7 @@ ARGS = {
     "kjv_gpt": ("tiny", "gpu"),
     "kjv_secrets": ("tiny", "gpu", "L=256"),
     "kjv_dp": ("tiny", "gpu"),
+    "study_dp": ("tiny", "gpu"),
     "digits_pixel": ("tiny", "gpu"),
     "study_shadows": ("gpu", "many", "weak"),
     "study_canaries": ("gpu",),
