@@ -114,6 +114,12 @@ def validate(cfg: ExperimentConfig) -> None:
             "train.dp_noise_multiplier and train.dp_target_epsilon need train.dp_clip_norm > 0 "
             "(DP-SGD clips each example's gradient to it)"
         )
+    if train.dp_clip_norm and (data.duplicated_samples or data.secret_repeats > 1):
+        raise ConfigError(
+            "DP-SGD's epsilon is per training row, and data.duplicated_samples or "
+            "data.secret_repeats > 1 put a sample in several rows (group privacy); use "
+            "neither with train.dp_clip_norm > 0"
+        )
     score = cfg.score
     if (score.extract_prefix > 0) != (score.extract_tokens > 0):
         raise ConfigError(

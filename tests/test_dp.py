@@ -59,7 +59,9 @@ def test_clipped_sum_matches_a_float64_per_example_reference(one_model, micro):
     got, mean_loss = jax.jit(
         lambda p, t, m, k: dp.private_gradient(loss_one, p, t, m, k, settings)
     )(params, tokens_PxL, mask_P, jax.random.key(0))
-    np.testing.assert_allclose(_flat(got), want, rtol=2e-5, atol=1e-7)  # float32 rounding on near-zero entries
+    np.testing.assert_allclose(
+        _flat(got), want, rtol=2e-5, atol=1e-7
+    )  # float32 rounding on near-zero entries
     losses = [float(loss_one(params, tokens_PxL[i : i + 1])) for i in range(6)]
     assert float(mean_loss) == pytest.approx(np.dot(mask_P, losses) / 5, rel=1e-5)
 
@@ -102,7 +104,9 @@ def test_without_noise_and_binding_clip_a_dp_step_is_an_sgd_step(one_model):
         jax.random.key(0),
         _settings(1e9, 0.0, 8, 8, 4),
     )
-    np.testing.assert_allclose(_flat(got), _flat(want), rtol=2e-5, atol=1e-7)  # float32 rounding on near-zero entries
+    np.testing.assert_allclose(
+        _flat(got), _flat(want), rtol=2e-5, atol=1e-7
+    )  # float32 rounding on near-zero entries
     # And through the optimizer: the same update.
     tx = steps.make_optimizer(cfg.train, 10)
     state = tx.init(params)
@@ -135,3 +139,19 @@ def test_the_padded_batch_bounds_the_overflow_probability():
     assert dp.overflow_probability(settings, 500, 1000) <= dp.OVERFLOW_PROBABILITY
     smaller = _settings(1.0, 1.0, 32, size - 8, 8)
     assert dp.overflow_probability(smaller, 500, 1000) > dp.OVERFLOW_PROBABILITY / 8
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"train.dp_clip_norm": 0.0}, "need train.dp_clip_norm > 0"),  # a target epsilon
+        ({"train.dp_delta": 0.0}, "train.dp_delta must be in"),
+        ({"train.dp_clip_norm": -1.0}, "train.dp_clip_norm must be >= 0"),
+        ({"data.duplicated_samples": 4, "data.duplicates": 2}, "group privacy"),
+    ],
+)
+def test_impossible_dp_settings_are_refused_with_the_field(overrides, message):
+    from seqmia_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        tiny_config("kjv_dp", **overrides)
