@@ -12,7 +12,9 @@
 #                  run on a GPU yet, CANARY_TIMEOUT sets its limit);
 #   secrets        the secrets audit (configs/kjv_secrets.py:gpu, SECRETS_CONFIG to change it)
 #                  end to end, with diagnose: exposure, extraction and the ceiling at the
-#                  secret positions. SECRETS_CONFIG=configs/kjv_secrets.py:tiny tries it on a CPU.
+#                  secret positions. SECRETS_CONFIG=configs/kjv_secrets.py:tiny tries it on a CPU;
+#   dp             the DP study (configs/study_dp.py:gpu; DP_CONFIG to change it) and its table,
+#                  with DP-SGD's training cost beside normal training (benchmark +dp labels).
 # Run from the repository root. Results: $OUT/session.tar.gz.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -85,6 +87,14 @@ if has secrets; then
   cp runs/secrets_gpu/results/results.md runs/secrets_gpu/results/results.json \
     runs/secrets_gpu/results/diagnostics.json runs/secrets_gpu/results/exposure.png \
     "$OUT/s/secrets_results/" 2>/dev/null
+fi
+if has dp; then
+  DP_CONFIG=${DP_CONFIG:-configs/study_dp.py:gpu}
+  run dp_bench 120 python3 -m experiments.benchmark --config="$DP_CONFIG" \
+    --stages=train --strategies=vmap,vmap+dp,vmap+dp/8 --chunk_steps=10 --timed_chunks=2 \
+    --out="$OUT/s/dp_bench.json"
+  run dp "${DP_TIMEOUT:-400}" python3 -m experiments.sweep --config="$DP_CONFIG" --workdir=runs/study_dp_gpu
+  python3 -m experiments.study.dp_table runs/study_dp_gpu >"$OUT/s/dp_table.md" 2>&1
 fi
 tar -czf "$OUT/session.tar.gz" -C "$OUT" s && rm -rf "$OUT/s"
 ls -la "$OUT"
