@@ -14,7 +14,7 @@ import pytest
 from seqmia_jax.attacks import ATTACKS, AttackInputError, AttackOutput, runner, specs
 from seqmia_jax.attacks.base import AttackOptions, register_attack
 from seqmia_jax.attacks.runner import load_inputs, run_attacks, subsample_models
-from seqmia_jax.report.table import results_table_markdown
+from seqmia_jax.report.table import epsilon_table_markdown, results_table_markdown
 from tests.synthetic import balanced_keep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +123,8 @@ def test_end_to_end_writes_results(tmp_path):
     assert evidence.dtype == np.float32
     np.testing.assert_allclose(evidence, -2 * loss[:3], rtol=1e-6)
     table = (out / "results.md").read_text()
-    assert table == results_table_markdown(results)
+    assert table == results_table_markdown(results) + epsilon_table_markdown(results)
+    assert "## Empirical epsilon lower bounds" in table
     assert "`mink:k=0.5`" in table and "†" in table  # 1e-4 is unresolved with ~90 negatives
 
 
