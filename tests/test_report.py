@@ -92,8 +92,10 @@ def test_text_report(tmp_path):
     assert all(v["in_targets"] == keep_SxN[:4, v["sample"]].sum() for v in shown)
 
     md = paths["results.md"].read_text()
-    for spec in ATTACKS:
-        assert sum(line.startswith(f"| `{spec}` |") for line in md.splitlines()) == 1
+    table, bounds = md.split("## Empirical epsilon lower bounds")
+    for spec in ATTACKS:  # one row in the results table, one in the epsilon bounds' table
+        for part in (table, bounds):
+            assert sum(line.startswith(f"| `{spec}` |") for line in part.splitlines()) == 1
     assert f"{int((~keep_SxN[:4]).sum())} non-members (negatives)" in md
     train, test = reference_gap(loss.astype(np.float64), keep_SxN, mask_NxL)
     assert f"train (IN) {train:.4f}, test (OUT) {test:.4f}" in md
