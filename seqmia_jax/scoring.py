@@ -33,16 +33,11 @@ from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble import lift, sharding
 from seqmia_jax.ensemble.train import load_params, resolve_strategy
-from seqmia_jax.evaluation.memorization import MEMORIZATION_DIR
+from seqmia_jax.evaluation.memorization import MEASURES, MEMORIZATION_DIR, measure_file
 from seqmia_jax.workdir import Workdir, WorkdirError, holds_lock, read_json, write_json
 
 STATISTICS = ("loss", "logit", "mean_logp", "std_logp")
-MEMORIZATION_FILES = (
-    "secret_mask.npy",
-    f"{MEMORIZATION_DIR}/exposure.npy",
-    f"{MEMORIZATION_DIR}/secret_extracted.npy",
-    f"{MEMORIZATION_DIR}/text_extracted.npy",
-)
+MEMORIZATION_FILES = ("secret_mask.npy", *map(measure_file, MEASURES))  # relative to stats/
 
 
 def token_statistics(logits_BxLxV: jax.Array, tokens_BxL: jax.Array) -> dict[str, jax.Array]:
@@ -266,7 +261,7 @@ def _measure_memorization(cfg, wd: Workdir, dataset: Dataset, graphdef, params, 
             num_sampled=exp["candidates"],
             seed=cfg.seed,
         )
-        files[f"{MEMORIZATION_DIR}/exposure.npy"] = np.asarray(out["exposure_SxK"], np.float64)
+        files[measure_file("exposure")] = np.asarray(out["exposure_SxK"], np.float64)
         done["exposure"] = {"exact": bool(out["exact"]), "num_candidates": layout.num_candidates}
         logging.info(
             "exposure of %d samples (%s)", exp["samples"], "exact" if out["exact"] else "estimated"
@@ -276,14 +271,14 @@ def _measure_memorization(cfg, wd: Workdir, dataset: Dataset, graphdef, params, 
         out = extraction.extraction(
             graphdef, params, mesh, strategy, tokens_NxL, layout.start_N, layout.num_symbols, batch
         )
-        files[f"{MEMORIZATION_DIR}/secret_extracted.npy"] = np.asarray(out["matched_SxN"], np.int32)
+        files[measure_file("secret_extracted")] = np.asarray(out["matched_SxN"], np.int32)
     if "text_extraction" in settings:
         text = settings["text_extraction"]
         start_N = np.full(dataset.num_samples, text["prefix"], np.int64)
         out = extraction.extraction(
             graphdef, params, mesh, strategy, tokens_NxL, start_N, text["tokens"], batch
         )
-        files[f"{MEMORIZATION_DIR}/text_extracted.npy"] = np.asarray(out["matched_SxN"], np.int32)
+        files[measure_file("text_extracted")] = np.asarray(out["matched_SxN"], np.int32)
     if settings:
         done["memorization_seconds"] = time.time() - t0
     if is_writer:

@@ -105,7 +105,7 @@ def validate(cfg: ExperimentConfig) -> None:
     if data.secret_symbols:
         from seqmia_jax.data import secrets
 
-        secrets.check_secrets(data, secrets.template_tokens(data))
+        secrets.check_secrets(data)
     train = cfg.train
     if not 0 < train.dp_delta < 1:
         raise ConfigError(f"train.dp_delta must be in (0, 1); got {train.dp_delta!r}")

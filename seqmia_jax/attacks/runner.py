@@ -33,7 +33,14 @@ from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, parse_spec, safe_name, spl
 from seqmia_jax.evaluation import memorization
 from seqmia_jax.evaluation.metrics import DEFAULT_FPRS, evaluate
 from seqmia_jax.report.table import epsilon_table_markdown, results_table_markdown
-from seqmia_jax.workdir import json_ready, recover_swap, replacing, sha256_of, write_json
+from seqmia_jax.workdir import (
+    json_ready,
+    read_json,
+    recover_swap,
+    replacing,
+    sha256_of,
+    write_json,
+)
 
 # What the attack stage writes into its results directory (everything else there
 # belongs to other stages and is kept).
@@ -278,12 +285,7 @@ def add_epsilon_lower_bounds(
 def _dp_record(workdir: Path) -> dict | None:
     """``train_done.json``'s DP-SGD record, if the shadows were trained with DP-SGD."""
     path = workdir / "train_done.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text()).get("dp")
-    except (json.JSONDecodeError, AttributeError):
-        return None
+    return read_json(path).get("dp") if path.is_file() else None  # corrupt: one-line error
 
 
 def _write_results(out: Path, results: dict, all_scores: dict, evidence, evidence_attack) -> dict:

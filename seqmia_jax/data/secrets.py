@@ -54,7 +54,6 @@ class SecretLayout:
       start_N: first position of each sample's secret, int64 N (positions
         start..start+m-1; the template, if any, ends at start).
       secrets_Nxm: each sample's secret as symbol indices in [0, A), int32.
-      template_len: tokens of the template before each secret.
       repeats: copies of each carrier (with its secret) per epoch of training.
       seed: ``data.seed``, which also seeds the OUT models' fresh secrets.
     """
@@ -62,7 +61,6 @@ class SecretLayout:
     alphabet_A: np.ndarray
     start_N: np.ndarray
     secrets_Nxm: np.ndarray
-    template_len: int
     repeats: int
     seed: int
 
@@ -122,8 +120,9 @@ class SecretLayout:
         return table_TxL, rows_SxM
 
 
-def check_secrets(cfg: DataConfig, template: np.ndarray) -> None:
+def check_secrets(cfg: DataConfig) -> None:
     """Refuses secret settings that cannot be realized, with the field to change."""
+    template = template_tokens(cfg)
     m, seq_len = cfg.secret_symbols, cfg.seq_len
     size = len(alphabet_bytes(cfg.secret_alphabet))
     if cfg.secret_repeats < 1:
@@ -160,8 +159,8 @@ def plant_secrets(tokens_NxL: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, 
 
     Returns the audit samples (carrier + own secret), int32 N x L, and the layout.
     """
+    check_secrets(cfg)
     template = template_tokens(cfg)
-    check_secrets(cfg, template)
     alphabet = alphabet_bytes(cfg.secret_alphabet)
     num_samples, seq_len = tokens_NxL.shape
     m, size = cfg.secret_symbols, len(alphabet)
@@ -178,7 +177,6 @@ def plant_secrets(tokens_NxL: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, 
         alphabet_A=alphabet,
         start_N=start_N,
         secrets_Nxm=digits_Nxm.astype(np.int32),
-        template_len=lo,
         repeats=cfg.secret_repeats,
         seed=cfg.seed,
     )

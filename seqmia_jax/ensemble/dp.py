@@ -124,6 +124,28 @@ def private_gradient(loss_one, params, tokens_PxL: jax.Array, mask_P: jax.Array,
     return jax.tree.unflatten(treedef, noisy), mean_loss
 
 
+def make_settings(
+    clip_norm: float,
+    noise_multiplier: float,
+    batch_size: int,
+    num_rows: int,
+    total_steps: int,
+    microbatch: int = 0,
+) -> DPSettings:
+    """DP-SGD settings with the padded batch for M = ``num_rows`` rows over ``total_steps``.
+
+    ``microbatch`` 0 computes every per-example gradient of a batch at once.
+    """
+    micro = microbatch or padded_batch(batch_size, num_rows, total_steps, 1)
+    return DPSettings(
+        clip_norm=float(clip_norm),
+        noise_multiplier=float(noise_multiplier),
+        expected_batch=int(batch_size),
+        padded_batch=padded_batch(batch_size, num_rows, total_steps, micro),
+        microbatch=int(micro),
+    )
+
+
 def settings_for(cfg, num_rows: int, total_steps: int) -> tuple[DPSettings | None, dict | None]:
     """DP-SGD settings of a ``TrainConfig`` and the accountant's record, or (None, None).
 
@@ -140,13 +162,8 @@ def settings_for(cfg, num_rows: int, total_steps: int) -> tuple[DPSettings | Non
     sigma = cfg.dp_noise_multiplier
     if cfg.dp_target_epsilon:
         sigma = accounting.noise_for_epsilon(cfg.dp_target_epsilon, rate, total_steps, cfg.dp_delta)
-    micro = cfg.dp_microbatch or padded_batch(cfg.batch_size, num_rows, total_steps, 1)
-    settings = DPSettings(
-        clip_norm=float(cfg.dp_clip_norm),
-        noise_multiplier=float(sigma),
-        expected_batch=int(cfg.batch_size),
-        padded_batch=padded_batch(cfg.batch_size, num_rows, total_steps, micro),
-        microbatch=int(micro),
+    settings = make_settings(
+        cfg.dp_clip_norm, sigma, cfg.batch_size, num_rows, total_steps, cfg.dp_microbatch
     )
     record = {
         "epsilon": accounting.epsilon(sigma, rate, total_steps, cfg.dp_delta),

@@ -119,7 +119,10 @@ def make_model_chunk(
 
     def chunk(tokens_NxL, state, in_idx_M, step0):
         key = jax.random.wrap_key_data(state["key"])
-        first_epoch, orders_ExM = chunk_orders(key, step0, sched, num_steps)
+        # DP-SGD draws Poisson batches instead of visiting epoch orders.
+        first_epoch, orders_ExM = (
+            chunk_orders(key, step0, sched, num_steps) if dp is None else (None, None)
+        )
         dp_key = jax.random.fold_in(key, DP_STREAM)
 
         def gradient(params, step):

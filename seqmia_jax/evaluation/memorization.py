@@ -17,6 +17,12 @@ import numpy as np
 from seqmia_jax.workdir import read_json
 
 MEMORIZATION_DIR = "memorization"  # under stats/ (written by the score stage)
+MEASURES = ("exposure", "secret_extracted", "text_extracted")  # MEMORIZATION_DIR/<name>.npy
+
+
+def measure_file(name: str) -> str:
+    """A measure's path relative to stats/."""
+    return f"{MEMORIZATION_DIR}/{name}.npy"
 
 
 def _bootstrap(values_SxK, keep_SxK, stat, num: int, seed: int):
@@ -88,10 +94,9 @@ def extraction_summary(
 
 def load_measures(workdir: str | Path) -> dict[str, np.ndarray]:
     """The score stage's exposure and extraction arrays that exist, by file stem."""
-    folder = Path(workdir) / "stats" / MEMORIZATION_DIR
     out = {}
-    for stem in ("exposure", "secret_extracted", "text_extracted"):
-        path = folder / f"{stem}.npy"
+    for stem in MEASURES:
+        path = Path(workdir) / "stats" / measure_file(stem)
         if path.is_file():
             out[stem] = np.load(path, allow_pickle=False)
     return out

@@ -115,11 +115,8 @@ def benchmark_dp(sched: steps.Schedule, microbatch: int) -> dp.DPSettings:
     The expected batch is the configured one, so tokens/s compares with normal
     training at the same batch; the Poisson padding is part of DP's cost.
     """
-    batch, rows = sched.batch_size, sched.samples_per_model
-    full = dp.padded_batch(batch, rows, sched.total_steps, 1)
-    micro = microbatch or full
-    return dp.DPSettings(
-        1.0, 1.0, batch, dp.padded_batch(batch, rows, sched.total_steps, micro), micro
+    return dp.make_settings(
+        1.0, 1.0, sched.batch_size, sched.samples_per_model, sched.total_steps, microbatch
     )
 
 
