@@ -58,6 +58,9 @@ class DataConfig:
     secret_repeats: int = added(1)  # r: copies of each carrier (and its secret) per epoch
     secret_template: str = added("")  # text right before each secret, e.g. "my PIN is "
     secret_at: str = added("end")  # "end" of the sample, or a seeded "random" place
+    # "bytes" (vocab 256, one token per byte) or "bpe:<V>": a byte-level BPE
+    # vocabulary of V tokens learned from the corpus outside the audit pool.
+    tokenizer: str = added("bytes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +93,25 @@ class TrainConfig:
     dp_target_epsilon: float = added(0.0)  # > 0: derive sigma from it (overrides the above)
     dp_delta: float = added(1e-5)  # delta of the reported (epsilon, delta)
     dp_microbatch: int = setting(0)  # per-example gradients this many rows at a time (0: all)
+    # Fine-tuning from a base (``base.source`` != "none"): "full" trains every
+    # weight from the base's; "lora" trains only low-rank adapters on a frozen base.
+    finetune: str = added("full")
+    lora_rank: int = added(8)  # r
+    lora_alpha: float = added(16.0)  # adapters add (alpha / r) x A B to a weight
+    lora_targets: str = added("qkv,out,up,down")  # comma-separated names of adapted Linear layers
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseConfig:
+    """The pretrained base that shadows are fine-tuned from (``seqmia_jax.pretrain``)."""
+
+    source: str = added("none")  # "none" (from scratch), "pretrain", or "checkpoint:<dir>"
+    dir: str = setting("")  # where "pretrain" keeps its base ("": <workdir>/base); share it
+    epochs: int = added(5)  # passes over the public corpus (the text outside the audit pool)
+    batch_size: int = added(32)
+    learning_rate: float = added(3e-3)
+    warmup_steps: int = added(20)
+    max_windows: int = added(0)  # use at most this many public windows (0: all)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +140,7 @@ class ExperimentConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    base: BaseConfig = dataclasses.field(default_factory=BaseConfig)
     # A stage's own options: never part of the identity of the trained ensemble.
     score: ScoreConfig = dataclasses.field(
         default_factory=ScoreConfig, metadata={"identity": False}
@@ -131,6 +154,7 @@ SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
+    "base": BaseConfig,
     "score": ScoreConfig,
     "attack": AttackConfig,
 }

@@ -73,6 +73,7 @@ def test_marked_fields_are_the_documented_ones():
         "train.dp_microbatch",
         "model.remat",
         "model.attention",
+        "base.dir",
         "score",
         "attack",
     }
@@ -89,6 +90,17 @@ def test_marked_fields_are_the_documented_ones():
         "train.dp_noise_multiplier": 0.0,
         "train.dp_target_epsilon": 0.0,
         "train.dp_delta": 1e-5,
+        "data.tokenizer": "bytes",
+        "train.finetune": "full",
+        "train.lora_rank": 8,
+        "train.lora_alpha": 16.0,
+        "train.lora_targets": "qkv,out,up,down",
+        "base.source": "none",
+        "base.epochs": 5,
+        "base.batch_size": 32,
+        "base.learning_rate": 3e-3,
+        "base.warmup_steps": 20,
+        "base.max_windows": 0,
     }
 
 
