@@ -17,9 +17,15 @@ strategies:
 For ``vmap`` and ``map`` the S axis is split over the mesh's ``shadow`` axis
 with ``shard_map``, so each device runs only its own models and no collective
 is needed; ``loop`` first gathers its arguments onto one device.
+
+An argument with a leading S axis may hold a ``Shared`` subtree: one value
+that every model sees whole, such as the frozen base under LoRA adapters. It
+is broadcast (``in_axes=None``), never copied S times.
 """
 
+import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +34,39 @@ from jax.sharding import Mesh, PartitionSpec
 from seqmia_jax.ensemble.sharding import SHADOW_AXIS
 
 STRATEGIES = ("vmap", "map", "loop")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Shared:
+    """Marks ``value`` inside a per-model argument as the same for every model."""
+
+    value: Any
+
+
+def _is_shared(x) -> bool:
+    return isinstance(x, Shared)
+
+
+def _leaf_axes(arg, axis):
+    """The per-leaf axes of one argument: None for Shared subtrees and unbatched arguments."""
+    if axis is None:
+        return None
+    return jax.tree.map(lambda x: None if _is_shared(x) else 0, arg, is_leaf=_is_shared)
+
+
+def _split_shared(arg):
+    """(the batched leaves, a function rebuilding ``arg`` from new batched leaves)."""
+    leaves, treedef = jax.tree.flatten(arg, is_leaf=_is_shared)
+    batched = [i for i, leaf in enumerate(leaves) if not _is_shared(leaf)]
+
+    def rebuild(new):
+        out = list(leaves)
+        for i, leaf in zip(batched, new):
+            out[i] = leaf
+        return jax.tree.unflatten(treedef, out)
+
+    return [leaves[i] for i in batched], rebuild
 
 
 def over_models(
@@ -63,30 +102,35 @@ def over_models(
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown ensemble strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     per_model = [i for i, axis in enumerate(in_axes) if axis == 0]
+    shadow = PartitionSpec(SHADOW_AXIS)
 
     def local(*args):
         if strategy == "vmap":
-            return jax.vmap(fn, in_axes=in_axes)(*args)
+            axes = tuple(_leaf_axes(arg, axis) for arg, axis in zip(args, in_axes))
+            return jax.vmap(fn, in_axes=axes)(*args)
+        splits = [_split_shared(args[i]) for i in per_model]
 
         def one(sliced):
             full = list(args)
-            for i, x in zip(per_model, sliced):
-                full[i] = x
+            for i, (_, rebuild), x in zip(per_model, splits, sliced):
+                full[i] = rebuild(x)
             return fn(*full)
 
         return jax.lax.map(
             one,
-            tuple(args[i] for i in per_model),
+            tuple(batched for batched, _ in splits),
             batch_size=map_chunk if map_chunk > 1 else None,
         )
 
-    shadow = PartitionSpec(SHADOW_AXIS)
-    sharded = jax.shard_map(
-        local,
-        mesh=mesh,
-        in_specs=tuple(shadow if axis == 0 else PartitionSpec() for axis in in_axes),
-        out_specs=shadow,
-    )
+    def sharded(*args):
+        specs = tuple(
+            jax.tree.map(lambda a: PartitionSpec() if a is None else shadow, axes)
+            if (axes := _leaf_axes(arg, axis)) is not None
+            else PartitionSpec()
+            for arg, axis in zip(args, in_axes)
+        )
+        return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=shadow)(*args)
+
     return jax.jit(sharded, donate_argnums=donate_argnums)
 
 
@@ -99,14 +143,13 @@ def _loop(fn: Callable, in_axes: tuple[int | None, ...], donate_argnums) -> Call
         # program per model, whose rendezvous can stall on a few CPU cores.
         device = jax.local_devices()[0]
         args = jax.device_put(list(args), device)
-        num_models = next(
-            jax.tree.leaves(x)[0].shape[0] for x, axis in zip(args, in_axes) if axis == 0
-        )
+        splits = [_split_shared(x) if axis == 0 else None for x, axis in zip(args, in_axes)]
+        num_models = next(split[0][0].shape[0] for split in splits if split is not None)
         outs = [
             jitted(
                 *(
-                    jax.tree.map(lambda leaf, s=s: leaf[s], x) if axis == 0 else x
-                    for x, axis in zip(args, in_axes)
+                    x if split is None else split[1]([leaf[s] for leaf in split[0]])
+                    for x, split in zip(args, splits)
                 )
             )
             for s in range(num_models)
