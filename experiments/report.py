@@ -10,6 +10,7 @@ from absl import flags
 from seqmia_jax import launch
 from seqmia_jax.config import from_config_dict
 from seqmia_jax.data import load_dataset
+from seqmia_jax.ensemble.train import run_fingerprint
 from seqmia_jax.report import audit_summary, summary_text, write_report
 from seqmia_jax.workdir import Workdir, WorkdirError, read_json
 
@@ -26,7 +27,7 @@ def main(argv):
         dataset = load_dataset(cfg.data)
         # The report pairs scores with samples: both must come from this config.
         wd = Workdir(_WORKDIR.value)
-        wd.check(cfg, dataset.fingerprint)
+        wd.check(cfg, run_fingerprint(cfg, wd.path, dataset))
         try:
             with wd.lock(collective=False, create=False):  # it replaces files in results/
                 paths = write_report(wd.path, dataset, overwrite=_OVERWRITE.value)

@@ -36,6 +36,7 @@ from scipy import special, stats
 
 from seqmia_jax.data.secrets import SecretLayout
 from seqmia_jax.ensemble import lift, sharding
+from seqmia_jax.models.build import merge
 
 
 def _check_window(start_N: np.ndarray, num_tokens: int, seq_len: int) -> None:
@@ -61,7 +62,7 @@ def make_greedy_decoder(graphdef: nnx.GraphDef, mesh: Mesh, strategy: str, num_t
         rows_B = jnp.arange(tokens_BxL.shape[0])
 
         def step(j, tokens):
-            logits_BxLxV = nnx.merge(graphdef, params)(tokens).astype(jnp.float32)
+            logits_BxLxV = merge(graphdef, params)(tokens).astype(jnp.float32)
             next_B = jnp.argmax(logits_BxLxV[rows_B, start_B + j], axis=-1).astype(jnp.int32)
             return tokens.at[rows_B, start_B + j].set(next_B)
 
@@ -169,7 +170,7 @@ def make_candidate_scorer(graphdef: nnx.GraphDef, mesh: Mesh, strategy: str):
     """
 
     def one_model(params, rows_RxL, start, alphabet_A, *, m):
-        logits_RxLxV = nnx.merge(graphdef, params)(rows_RxL).astype(jnp.float32)
+        logits_RxLxV = merge(graphdef, params)(rows_RxL).astype(jnp.float32)
         window_RxmxV = jax.lax.dynamic_slice_in_dim(logits_RxLxV, start, m, axis=1)
         return jax.nn.log_softmax(window_RxmxV, axis=-1)[..., alphabet_A]
 

@@ -1,4 +1,5 @@
-"""The whole audit: train -> score -> attack -> report, each stage skipped when complete.
+"""The whole audit: [pretrain ->] train -> score -> attack -> report, each stage skipped
+when complete (pretrain only for configs with a base, ``seqmia_jax.pretrain``).
 
 Every stage reads and writes the work directory (see ``seqmia_jax.workdir``).
 A stage that is complete and whose inputs are unchanged is skipped; one whose
@@ -18,6 +19,7 @@ from seqmia_jax.attacks.specs import DEFAULT_ATTACKS, split_specs
 from seqmia_jax.config import ExperimentConfig, parse_targets
 from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble.train import train
+from seqmia_jax.pretrain import pretrain
 from seqmia_jax.scoring import score
 from seqmia_jax.workdir import (
     Workdir,
@@ -123,6 +125,10 @@ def run_audit(cfg: ExperimentConfig, workdir: str | Path, *, overwrite: bool = F
     wd = Workdir(workdir)
     dataset = load_dataset(cfg.data)
     seconds = {}
+    if cfg.base.source != "none":  # reused when it exists; checked against the config
+        t = time.time()
+        pretrain(cfg, wd.path, dataset=dataset)
+        seconds["pretrain"] = time.time() - t
     t = time.time()
     train(cfg, wd.path, dataset=dataset)
     seconds["train"] = time.time() - t

@@ -32,8 +32,9 @@ from seqmia_jax import processes
 from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble import lift, sharding
-from seqmia_jax.ensemble.train import load_params, resolve_strategy
+from seqmia_jax.ensemble.train import load_base_of, load_params, resolve_strategy, run_fingerprint
 from seqmia_jax.evaluation.memorization import MEASURES, MEMORIZATION_DIR, measure_file
+from seqmia_jax.models.build import merge
 from seqmia_jax.workdir import Workdir, WorkdirError, holds_lock, read_json, write_json
 
 STATISTICS = ("loss", "logit", "mean_logp", "std_logp")
@@ -64,7 +65,7 @@ def make_scorer(graphdef: nnx.GraphDef, mesh, strategy: str):
     """Returns ``score(params_S, tokens_BxL) -> {name: S x B x L}`` for all S models."""
 
     def one_model(params, tokens_BxL):
-        return token_statistics(nnx.merge(graphdef, params)(tokens_BxL), tokens_BxL)
+        return token_statistics(merge(graphdef, params)(tokens_BxL), tokens_BxL)
 
     return lift.over_models(one_model, mesh, strategy, in_axes=(0, None))
 
@@ -110,7 +111,7 @@ def score(
     """
     wd = Workdir(workdir)
     dataset = dataset or load_dataset(cfg.data)
-    wd.bind(cfg, dataset.fingerprint)
+    wd.bind(cfg, run_fingerprint(cfg, wd.path, dataset))
     if not wd.train_done.exists():
         raise WorkdirError(f"training has not finished in {wd.path}; run the train stage first")
     train_done = read_json(wd.train_done)
@@ -198,11 +199,37 @@ def score(
     if measures:  # absent otherwise: done.json stays as older versions wrote it
         done["memorization"] = measures
     if is_writer and dataset.kind == "text":  # raw bytes for the zlib baseline
-        np.save(wd.path / "text_bytes.npy", tokens_NxL.astype(np.uint8))
+        text_NxM, lengths_N = dataset.text_bytes()
+        np.save(wd.path / "text_bytes.npy", text_NxM)
+        if dataset.fingerprint.get("tokenizer"):  # subwords: bytes per sample vary
+            np.save(wd.path / "text_lengths.npy", lengths_N)
+            np.save(wd.path / "tokens.npy", tokens_NxL)
+    base = load_base_of(cfg, wd.path, dataset)
+    if is_writer and base is not None:
+        for name, value in base_statistics(base, tokens_NxL, batch).items():
+            np.save(wd.stats / f"base_{name}.npy", value)
+        done["base_statistics"] = [f"base_{name}" for name in BASE_STATISTICS]
     _measure_memorization(cfg, wd, dataset, graphdef, params, mesh, done)
     if is_writer:
         progress_path.unlink(missing_ok=True)
     return done
+
+
+BASE_STATISTICS = ("loss", "logit")
+
+
+def base_statistics(base, tokens_NxL: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+    """The base model's per-token ``loss`` and ``logit``, float32 N x L (one model, no S axis)."""
+    one = jax.jit(lambda p, t: token_statistics(merge(base.graphdef, p)(t), t))
+    parts = {name: [] for name in BASE_STATISTICS}
+    for lo in range(0, len(tokens_NxL), batch):
+        part = tokens_NxL[lo : lo + batch]
+        padded = np.zeros((batch, tokens_NxL.shape[1]), np.int32)
+        padded[: len(part)] = part
+        out = one(base.params, padded)
+        for name in BASE_STATISTICS:
+            parts[name].append(np.asarray(out[name], np.float32)[: len(part)])
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def memorization_settings(cfg: ExperimentConfig, dataset: Dataset) -> dict:

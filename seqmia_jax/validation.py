@@ -38,6 +38,13 @@ _RANGES = {
     "train.dp_noise_multiplier": (0, None),
     "train.dp_target_epsilon": (0, None),
     "train.dp_microbatch": (0, None),
+    "train.lora_rank": (1, None),
+    "train.lora_alpha": (POSITIVE, None),
+    "base.epochs": (1, None),
+    "base.batch_size": (1, None),
+    "base.learning_rate": (POSITIVE, None),
+    "base.warmup_steps": (0, None),
+    "base.max_windows": (0, None),
     "score.batch_size": (1, None),
     "score.exposure_samples": (-1, None),
     "score.exposure_exact_limit": (1, None),
@@ -53,6 +60,7 @@ _CHOICES = {
     "model.compute_dtype": ("float32", "bfloat16"),
     "model.attention": ("xla", "cudnn"),
     "train.strategy": ("auto", "vmap", "map", "loop"),
+    "train.finetune": ("full", "lora"),
 }
 
 
@@ -141,8 +149,27 @@ def validate(cfg: ExperimentConfig) -> None:
             f"train.batch_size ({cfg.train.batch_size}) exceeds the IN set per model "
             f"(num_samples/2 = {data.num_samples // 2})"
         )
+    _check_base(cfg)
     _check_targets(cfg)
     _check_attack_specs(cfg)
+
+
+def _check_base(cfg: ExperimentConfig) -> None:
+    source = cfg.base.source
+    if source not in ("none", "pretrain") and not (
+        source.startswith("checkpoint:") and source.split(":", 1)[1]
+    ):
+        raise ConfigError(
+            f"base.source must be 'none', 'pretrain' or 'checkpoint:<dir>'; got {source!r}"
+        )
+    if cfg.train.finetune == "lora" and source == "none":
+        raise ConfigError(
+            "train.finetune='lora' needs a base (base.source 'pretrain' or 'checkpoint:<dir>')"
+        )
+    if cfg.train.finetune == "lora":
+        from seqmia_jax.models.lora import parse_targets
+
+        parse_targets(cfg.train.lora_targets)
 
 
 def _check_attack_specs(cfg: ExperimentConfig) -> None:

@@ -25,14 +25,14 @@ def device_bytes_limit(device: jax.Device) -> int | None:
     return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
 
 
-def program_bytes(model_chunk, tokens_NxL, state_one, in_idx_M, step0) -> int | None:
+def program_bytes(model_chunk, tokens_NxL, state_one, in_idx_M, step0, *frozen) -> int | None:
     """Device bytes of one model's compiled training chunk (arguments, outputs, temporaries).
 
     Arguments may be arrays or ``jax.ShapeDtypeStruct``s; None where XLA
-    gives no memory analysis.
+    gives no memory analysis. ``frozen``: the LoRA base, if any.
     """
     lowered = jax.jit(model_chunk, donate_argnums=(1,)).lower(
-        tokens_NxL, state_one, in_idx_M, step0
+        tokens_NxL, state_one, in_idx_M, step0, *frozen
     )
     analysis = lowered.compile().memory_analysis()
     if analysis is None:
@@ -60,17 +60,28 @@ def models_per_chunk(
     return min(num_local_models, fit)
 
 
-def auto_strategy(model_chunk, tokens_NxL, state_S, in_idx_SxM, num_local_models: int):
-    """(strategy, map_chunk) for ``train.strategy='auto'`` on an accelerator."""
+def auto_strategy(model_chunk, tokens_NxL, state_S, in_idx_SxM, num_local_models: int, *frozen):
+    """(strategy, map_chunk) for ``train.strategy='auto'`` on an accelerator.
+
+    ``frozen`` (the LoRA base, stored once) counts as shared, like the tokens.
+    """
     limit = device_bytes_limit(jax.local_devices()[0])
     if limit is None:
         return "vmap", 0
     state_one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state_S)
     in_idx_one = jax.ShapeDtypeStruct(in_idx_SxM.shape[1:], in_idx_SxM.dtype)
     tokens = jax.ShapeDtypeStruct(tokens_NxL.shape, tokens_NxL.dtype)
+    frozen_abstract = [
+        jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), f) for f in frozen
+    ]
     try:
         total = program_bytes(
-            model_chunk, tokens, state_one, in_idx_one, jax.ShapeDtypeStruct((), np.int32)
+            model_chunk,
+            tokens,
+            state_one,
+            in_idx_one,
+            jax.ShapeDtypeStruct((), np.int32),
+            *frozen_abstract,
         )
     except (RuntimeError, NotImplementedError, ValueError) as error:  # no estimate: vmap all
         logging.warning("memory: no estimate of a model's footprint (%s); vmapping all", error)
@@ -78,6 +89,7 @@ def auto_strategy(model_chunk, tokens_NxL, state_S, in_idx_SxM, num_local_models
     if total is None:
         return "vmap", 0
     shared = int(np.prod(tokens_NxL.shape)) * np.dtype(tokens_NxL.dtype).itemsize
+    shared += sum(x.nbytes for f in frozen for x in jax.tree.leaves(f))
     per_model = max(1, total - shared)
     chunk = models_per_chunk(per_model, num_local_models, limit, shared)
     logging.info(

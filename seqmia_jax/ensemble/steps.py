@@ -24,6 +24,7 @@ from jax.sharding import Mesh
 from seqmia_jax.config import TrainConfig
 from seqmia_jax.ensemble import lift
 from seqmia_jax.ensemble.dp import DPSettings, poisson_batch, private_gradient
+from seqmia_jax.models.build import merge
 
 DP_STREAM = 0xD9  # folded into a model's key for its Poisson batches and noise
 
@@ -61,9 +62,11 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
     )
 
 
-def token_losses(graphdef: nnx.GraphDef, params: nnx.State, tokens_BxL: jax.Array) -> jax.Array:
-    """Per-token cross-entropy -log p(x_l | x_<l), float32 B x L."""
-    logits_BxLxV = nnx.merge(graphdef, params)(tokens_BxL)
+def token_losses(
+    graphdef: nnx.GraphDef, params: nnx.State, tokens_BxL: jax.Array, frozen=None
+) -> jax.Array:
+    """Per-token cross-entropy -log p(x_l | x_<l), float32 B x L (``frozen``: see ``merge``)."""
+    logits_BxLxV = merge(graphdef, params, frozen)(tokens_BxL)
     return optax.softmax_cross_entropy_with_integer_labels(
         logits_BxLxV.astype(jnp.float32), tokens_BxL
     )
@@ -102,22 +105,24 @@ def make_model_chunk(
     num_steps: int,
     dp: DPSettings | None = None,
 ) -> Callable:
-    """Returns ``chunk(tokens_NxL, state, in_idx_M, step0) -> (state, losses_K)`` for ONE model.
+    """Returns ``chunk(tokens_NxL, state, in_idx_M, step0[, frozen]) -> (state, losses_K)`` for ONE model.
 
     ``state`` is ``{"params", "opt_state", "key"}`` with ``key`` raw uint32 key data.
+    Under LoRA ``params`` are the adapters and ``frozen`` the base weights they
+    adapt, which are never trained (the same for every model).
     With ``dp``, every step is a DP-SGD step (``seqmia_jax.ensemble.dp``): a
     Poisson batch from the model's rows instead of its epoch order, clipped
     per-example gradients and Gaussian noise, all drawn from the model's key.
     """
 
-    def loss_fn(params, tokens_BxL, weight_B):
-        per_seq_B = token_losses(graphdef, params, tokens_BxL).mean(axis=1)
-        return jnp.sum(per_seq_B * weight_B) / jnp.maximum(weight_B.sum(), 1.0)
+    def chunk(tokens_NxL, state, in_idx_M, step0, frozen=None):
+        def loss_fn(params, tokens_BxL, weight_B):
+            per_seq_B = token_losses(graphdef, params, tokens_BxL, frozen).mean(axis=1)
+            return jnp.sum(per_seq_B * weight_B) / jnp.maximum(weight_B.sum(), 1.0)
 
-    def loss_one(params, tokens_1xL):
-        return token_losses(graphdef, params, tokens_1xL).mean()
+        def loss_one(params, tokens_1xL):
+            return token_losses(graphdef, params, tokens_1xL, frozen).mean()
 
-    def chunk(tokens_NxL, state, in_idx_M, step0):
         key = jax.random.wrap_key_data(state["key"])
         # DP-SGD draws Poisson batches instead of visiting epoch orders.
         first_epoch, orders_ExM = (
@@ -153,18 +158,19 @@ def make_model_chunk(
 
 
 def lift_to_ensemble(
-    model_chunk: Callable, mesh: Mesh, strategy: str, map_chunk: int = 0
+    model_chunk: Callable, mesh: Mesh, strategy: str, map_chunk: int = 0, frozen: bool = False
 ) -> Callable:
     """The training chunk for all S models (``lift.over_models``; strategies are described there).
 
     Returns ``ensemble(tokens_NxL, state_S, in_idx_SxM, step0) -> (state_S, losses_SxK)``,
-    with the state buffers donated.
+    with the state buffers donated; with ``frozen`` it takes the frozen base
+    weights last, broadcast to every model.
     """
     return lift.over_models(
         model_chunk,
         mesh,
         strategy,
-        in_axes=(None, 0, 0, None),
+        in_axes=(None, 0, 0, None) + ((None,) if frozen else ()),
         map_chunk=map_chunk,
         donate_argnums=(1,),
     )

@@ -7,9 +7,11 @@ resumes from the latest checkpoint and ends with the same parameters as an
 uninterrupted run; re-running a finished run does nothing and says so.
 """
 
+import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -21,7 +23,7 @@ from flax import nnx
 from seqmia_jax import membership, processes
 from seqmia_jax.config import ExperimentConfig
 from seqmia_jax.data import Dataset, load_dataset, training_copies
-from seqmia_jax.ensemble import dp, lift, memory, sharding, steps
+from seqmia_jax.ensemble import dp, finetune, lift, memory, sharding, steps
 from seqmia_jax.ensemble.checkpoint import EnsembleCheckpointer
 from seqmia_jax.models import build_model
 from seqmia_jax.workdir import Workdir, WorkdirError, holds_lock, read_json, write_json
@@ -129,6 +131,88 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(ln + "\n" for ln in kept))
 
 
+@dataclasses.dataclass
+class TrainLoop:
+    """Runs training chunks to the last step, logging and checkpointing: one loop for every
+    ensemble (the shadows, and the single base model of ``seqmia_jax.pretrain``).
+
+    ``make_chunk(num_steps)`` returns the one-model chunk (``steps.make_model_chunk``);
+    ``run`` lifts it over the models, with ``extra`` (the frozen base under LoRA)
+    broadcast to all of them.
+    """
+
+    make_chunk: Callable
+    mesh: object
+    strategy: str
+    map_chunk: int
+    chunk_len: int
+    checkpoint_every: int
+    tokens_per_step: int
+    metrics: Path
+    start_time: float = 0.0
+
+    def run(self, state, data, extra, step, total, ckpt, stop_after_steps=None):
+        """Trains from ``step`` to ``total`` (or ``stop_after_steps``): (state, step, last log record).
+
+        ``data`` is (tokens_NxL, in_idx_SxM) on the mesh. The checkpointer is closed on return.
+        """
+        runners = {}
+
+        def runner(num_steps):
+            if num_steps not in runners:
+                runners[num_steps] = steps.lift_to_ensemble(
+                    self.make_chunk(num_steps),
+                    self.mesh,
+                    self.strategy,
+                    self.map_chunk,
+                    frozen=bool(extra),
+                )
+            return runners[num_steps]
+
+        ckpt_every = self.chunk_len * max(1, math.ceil(self.checkpoint_every / self.chunk_len))
+        self.start_time, start_step, record = time.time(), step, None
+        while step < total:
+            num_steps = min(self.chunk_len, total - step)
+            t0 = time.time()
+            tokens_NxL, in_idx_SxM = data
+            state, losses_SxK = runner(num_steps)(
+                tokens_NxL, state, in_idx_SxM, jnp.int32(step), *extra
+            )
+            losses_SxK = sharding.to_host(losses_SxK)
+            dt = time.time() - t0
+            _check_finite(losses_SxK, step)
+            step += num_steps
+            record = _log_line(
+                step,
+                total,
+                losses_SxK,
+                dt,
+                self.tokens_per_step * num_steps,
+                self.start_time,
+                start_step,
+            )
+            logging.info(
+                "step %d/%d  loss %.4f +- %.4f (min %.4f, max %.4f)  %.0f tokens/s  ETA %.0fs",
+                step,
+                total,
+                record["loss_mean"],
+                record["loss_std"],
+                record["loss_min"],
+                record["loss_max"],
+                record["tokens_per_s"],
+                record["eta_s"],
+            )
+            if processes.is_primary():
+                with self.metrics.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if step % ckpt_every == 0 or step == total or step == stop_after_steps:
+                ckpt.save(step, state)
+            if stop_after_steps is not None and step >= stop_after_steps and step < total:
+                break
+        ckpt.close()
+        return state, step, record
+
+
 def load_or_make_membership(cfg: ExperimentConfig, wd: Workdir) -> np.ndarray:
     """keep_SxN from the work directory, or made from the seed and saved by process 0.
 
@@ -185,7 +269,7 @@ def train(
     """
     wd = Workdir(workdir)
     dataset = dataset or load_dataset(cfg.data)
-    wd.bind(cfg, dataset.fingerprint)
+    wd.bind(cfg, run_fingerprint(cfg, wd.path, dataset))
     if wd.train_done.exists():
         summary = read_json(wd.train_done)
         logging.info(
@@ -212,7 +296,24 @@ def train(
         )
     mesh = sharding.make_mesh(cfg.num_shadow_models, jax.devices()[:num_devices])
     strategy = resolve_strategy(cfg.train.strategy)
-    graphdef, state = init_ensemble(cfg, dataset, mesh, tx)
+    base = load_base_of(cfg, wd.path, dataset)
+    if base is None:
+        graphdef, state = init_ensemble(cfg, dataset, mesh, tx)
+        frozen = None
+    else:
+        _, data_keys = model_keys(cfg.seed, cfg.num_shadow_models)
+        graphdef, state, frozen = finetune.init_finetuned(cfg, base, mesh, tx, data_keys)
+        memory_record = finetune.memory_bytes(cfg, base, tx, state, frozen)
+        logging.info(
+            "fine-tuning (%s) from the base in %s: %s bytes of parameters and optimizer state "
+            "(full fine-tuning: %s)",
+            cfg.train.finetune,
+            base.record.get("path", "its directory"),
+            f"{memory_record['ensemble']:,}",
+            f"{memory_record['full_finetune']:,}",
+        )
+    if processes.is_primary() and dataset.tokenizer is not None and dataset.kind == "text":
+        dataset.tokenizer.save(wd.path / "tokenizer.json")
 
     ckpt = EnsembleCheckpointer(wd.checkpoints)
     step, restored = ckpt.restore_newest_intact(state)
@@ -224,9 +325,8 @@ def train(
 
     tokens_NxL = sharding.put_replicated(table_TxL, mesh)
     in_idx = sharding.put_sharded(in_idx_SxM, mesh)
+    extra = () if frozen is None else (sharding.put_replicated(frozen, mesh),)
     chunk_len = max(1, min(cfg.train.log_every, total))
-    ckpt_every = chunk_len * max(1, math.ceil(cfg.train.checkpoint_every / chunk_len))
-    runners = {}
     map_chunk = cfg.train.map_chunk
     if cfg.train.strategy == "auto" and jax.default_backend() != "cpu":
         strategy, map_chunk = memory.auto_strategy(
@@ -235,14 +335,8 @@ def train(
             state,
             in_idx,
             cfg.num_shadow_models // mesh.size,
+            *extra,
         )
-
-    def runner(num_steps):
-        if num_steps not in runners:
-            model_chunk = steps.make_model_chunk(graphdef, tx, sched, num_steps, dp_settings)
-            runners[num_steps] = steps.lift_to_ensemble(model_chunk, mesh, strategy, map_chunk)
-        return runners[num_steps]
-
     logging.info(
         "training %d models (%s) for %d steps (%d epochs x %d steps) on %d device(s)",
         cfg.num_shadow_models,
@@ -252,39 +346,22 @@ def train(
         sched.steps_per_epoch,
         mesh.size,
     )
-    start_time, start_step, record = time.time(), step, None
-    tokens_per_chunk = cfg.num_shadow_models * cfg.train.batch_size * dataset.tokens_NxL.shape[1]
-    while step < total:
-        num_steps = min(chunk_len, total - step)
-        t0 = time.time()
-        state, losses_SxK = runner(num_steps)(tokens_NxL, state, in_idx, jnp.int32(step))
-        losses_SxK = sharding.to_host(losses_SxK)
-        dt = time.time() - t0
-        _check_finite(losses_SxK, step)
-        step += num_steps
-        record = _log_line(
-            step, total, losses_SxK, dt, tokens_per_chunk * num_steps, start_time, start_step
-        )
-        logging.info(
-            "step %d/%d  loss %.4f +- %.4f (min %.4f, max %.4f)  %.0f tokens/s  ETA %.0fs",
-            step,
-            total,
-            record["loss_mean"],
-            record["loss_std"],
-            record["loss_min"],
-            record["loss_max"],
-            record["tokens_per_s"],
-            record["eta_s"],
-        )
-        if processes.is_primary():
-            with wd.metrics.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-        if step % ckpt_every == 0 or step == total or step == stop_after_steps:
-            ckpt.save(step, state)
-        if stop_after_steps is not None and step >= stop_after_steps and step < total:
-            ckpt.close()
-            return {"step": step, "finished": False}
-    ckpt.close()
+    loop = TrainLoop(
+        make_chunk=lambda k: steps.make_model_chunk(graphdef, tx, sched, k, dp_settings),
+        mesh=mesh,
+        strategy=strategy,
+        map_chunk=map_chunk,
+        chunk_len=chunk_len,
+        checkpoint_every=cfg.train.checkpoint_every,
+        tokens_per_step=cfg.num_shadow_models * cfg.train.batch_size * table_TxL.shape[1],
+        metrics=wd.metrics,
+    )
+    state, step, record = loop.run(
+        state, (tokens_NxL, in_idx), extra, step, total, ckpt, stop_after_steps
+    )
+    if step < total:
+        return {"step": step, "finished": False}
+    start_time = loop.start_time
     summary = {
         "step": total,
         "finished": True,
@@ -295,6 +372,12 @@ def train(
     }
     if dp_record is not None:
         summary["dp"] = dp_record
+    if base is not None:
+        summary["finetune"] = {
+            "mode": cfg.train.finetune,
+            "base": fingerprint_sha_of(base),
+            "memory_bytes": memory_record,
+        }
     if processes.is_primary():
         write_json(wd.train_done, summary)
     # A stage that follows in the same program (scoring) must see train_done.json.
@@ -302,13 +385,51 @@ def train(
     return summary
 
 
+def load_base_of(cfg: ExperimentConfig, workdir: Path, dataset: Dataset):
+    """The base that ``cfg`` fine-tunes from (``seqmia_jax.pretrain``), or None."""
+    if cfg.base.source == "none":
+        return None
+    from seqmia_jax import pretrain  # it trains with this module's loop
+
+    return pretrain.load_base(cfg, workdir, dataset)
+
+
+def fingerprint_sha_of(base) -> str:
+    from seqmia_jax import pretrain
+
+    return pretrain.fingerprint_sha(base.record)
+
+
+def run_fingerprint(cfg: ExperimentConfig, workdir: str | Path, dataset: Dataset) -> dict:
+    """What a work directory records of its inputs: the dataset's fingerprint, and its base's.
+
+    A directory fine-tuned from one base is thereby refused for another.
+    """
+    if cfg.base.source == "none":
+        return dataset.fingerprint
+    from seqmia_jax import pretrain
+
+    record = pretrain.read_record(cfg, workdir, dataset)
+    return {**dataset.fingerprint, "base": pretrain.fingerprint_sha(record)}
+
+
 def load_params(cfg: ExperimentConfig, workdir: str | Path, dataset: Dataset, mesh=None):
-    """Loads the final stacked params of a finished run: ``(graphdef, params_S)``."""
+    """Loads the final stacked params of a finished run: ``(graphdef, params_S)``.
+
+    Under LoRA ``params_S`` is ``(adapters_S, lift.Shared(frozen base))``:
+    ``models.build.merge`` and ``lift.over_models`` take it as it is.
+    """
     wd = Workdir(workdir)
     if not wd.train_done.exists():
         raise TrainingError(f"training has not finished in {wd.path}; run the train stage first")
     mesh = mesh or sharding.make_mesh(cfg.num_shadow_models)
-    graphdef, abstract_params = abstract_ensemble_params(cfg, dataset, mesh)
+    base = load_base_of(cfg, wd.path, dataset)
+    frozen = None
+    if base is None:
+        graphdef, abstract_params = abstract_ensemble_params(cfg, dataset, mesh)
+    else:
+        graphdef, one, frozen = finetune.abstract_trained(cfg, base)
+        abstract_params = _stacked_abstract(one, cfg.num_shadow_models, mesh)
     final = int(read_json(wd.train_done)["step"])
     ckpt = EnsembleCheckpointer(wd.checkpoints)
     try:
@@ -321,6 +442,8 @@ def load_params(cfg: ExperimentConfig, workdir: str | Path, dataset: Dataset, me
         ) from None
     finally:
         ckpt.close()
+    if frozen is not None:
+        return graphdef, (params, lift.Shared(sharding.put_replicated(frozen, mesh)))
     return graphdef, params
 
 
@@ -328,8 +451,11 @@ def abstract_ensemble_params(cfg: ExperimentConfig, dataset: Dataset, mesh):
     """``(graphdef, params_S)`` with shape-only leaves, sharded over S, for restoring."""
     build = model_builder(cfg, dataset)
     graphdef, params = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
+    return graphdef, _stacked_abstract(params, cfg.num_shadow_models, mesh)
+
+
+def _stacked_abstract(params, num_models: int, mesh):
     shadow = sharding.shadow_sharding(mesh)
-    num_models = cfg.num_shadow_models
-    return graphdef, jax.tree.map(
+    return jax.tree.map(
         lambda x: jax.ShapeDtypeStruct((num_models, *x.shape), x.dtype, sharding=shadow), params
     )

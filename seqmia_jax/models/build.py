@@ -115,7 +115,20 @@ def init_params(
 
 def apply(graphdef: nnx.GraphDef, params: nnx.State, tokens_BxL: jax.Array) -> jax.Array:
     """Pure forward pass for one model: logits_BxLxV (float32); jit/vmap/grad over it."""
-    return nnx.merge(graphdef, params)(tokens_BxL)
+    return merge(graphdef, params)(tokens_BxL)
+
+
+def merge(graphdef: nnx.GraphDef, params, frozen=None) -> nnx.Module:
+    """One model from its parameters.
+
+    ``params`` is a State, or under LoRA a pair ``(adapters, frozen)`` (the
+    frozen base weights possibly wrapped in ``lift.Shared``); ``frozen`` may
+    also be passed on its own. The graphdef must come from the same split.
+    """
+    if isinstance(params, tuple):
+        params, frozen = params
+    frozen = getattr(frozen, "value", frozen)
+    return nnx.merge(graphdef, params) if frozen is None else nnx.merge(graphdef, params, frozen)
 
 
 def num_params(state: nnx.State) -> int:
