@@ -1,7 +1,8 @@
 """The dataset type, the dataset registry and audit-pool selection.
 
-Legend: N samples in the audit pool, L tokens per sample (bytes for text,
-quantized sub-pixels for images), H, W, C image height, width and channels.
+Legend: N samples in the audit pool, L tokens per sample (bytes or BPE tokens
+for text, quantized sub-pixels for images), H, W, C image height, width and
+channels, W windows of a base corpus, M bytes of the longest sample.
 
 A loader is a function registered in ``DATASETS``::
 
@@ -10,6 +11,10 @@ A loader is a function registered in ``DATASETS``::
 It may return the selected pool (N rows, via ``pool_indices``) or every
 window it has; ``load_dataset`` selects the pool in the second case, plants
 the canaries (``data.canary_tokens``), then checks the result against the config.
+
+A text dataset may also register its base corpus in ``BASE_CORPORA``
+(``loader(cfg: DataConfig) -> BaseCorpus``): the text outside the audit pool
+that a base model is pretrained on (``load_base_corpus``).
 """
 
 import dataclasses
@@ -20,6 +25,7 @@ import numpy as np
 
 from seqmia_jax.config import ConfigError, DataConfig
 from seqmia_jax.data import secrets as secret_mode
+from seqmia_jax.data.tokenizer import BYTES, BYTES_SPEC, Tokenizer, parse_tokenizer
 from seqmia_jax.registry import Registry
 
 # Fingerprint keys that every dataset carries; anything else is a loader option.
@@ -33,6 +39,8 @@ _BASE_KEYS = (
     "canary_tokens",
     "secrets",
 )
+# Fingerprint keys that ``make_dataset`` derives from a BPE tokenizer.
+_TOKENIZER_KEYS = ("tokenizer", "tokenizer_sha256")
 # Text canaries are secret digit strings, like a PIN or a phone number in a document.
 TEXT_CANARY_ALPHABET = np.frombuffer(b"0123456789", dtype=np.uint8).astype(np.int32)
 
@@ -44,14 +52,18 @@ class Dataset:
     Attributes:
       name: registered dataset name.
       tokens_NxL: int32 tokens in [0, vocab_size), read-only.
-      vocab_size: number of token values (256 for byte text, levels for images).
+      vocab_size: number of token values (256 for byte text, V for "bpe:V", levels
+        for images).
       kind: "text" or "image".
       image_shape: (H, W, C) for images with L == H*W*C in raster order, channel
         fastest; None for text.
       fingerprint: name, num_samples, seq_len, selection (and seed if random),
-        sha256 of the tokens as little-endian int32, plus loader options.
+        sha256 of the tokens as little-endian int32, plus loader options (a BPE
+        text dataset adds "tokenizer" and "tokenizer_sha256").
       secrets: where each sample's secret sits, with ``data.secret_symbols``
         (``seqmia_jax.data.secrets``); None otherwise.
+      tokenizer: how text tokens map to bytes (``BYTES`` for byte text); None
+        for images.
     """
 
     name: str
@@ -61,6 +73,7 @@ class Dataset:
     image_shape: tuple[int, int, int] | None
     fingerprint: dict
     secrets: secret_mode.SecretLayout | None = None
+    tokenizer: Tokenizer | None = None
 
     @property
     def num_samples(self) -> int:
@@ -71,20 +84,109 @@ class Dataset:
         return self.tokens_NxL.shape[1]
 
     def decode(self, tokens_L: np.ndarray) -> str | np.ndarray:
-        """Text: the bytes as str (invalid UTF-8 replaced); image: uint8 H x W x C in [0, 255]."""
+        """Text: the decoded bytes as str (invalid UTF-8 replaced); image: uint8 H x W x C."""
         tokens_L = np.asarray(tokens_L)
         if self.kind == "text":
-            return tokens_L.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
+            return self._text_tokenizer().decode(tokens_L)
         # Level k maps to round(255 k / (levels - 1)): 0 -> black, top level -> white.
         scaled_L = np.round(tokens_L.astype(np.float64) * 255.0 / (self.vocab_size - 1))
         return scaled_L.astype(np.uint8).reshape(self.image_shape)
 
     def raw_bytes(self, n: int) -> bytes:
-        """Sample n as raw bytes (for zlib): the text bytes, or the image levels as uint8."""
+        """Sample n as raw bytes (for zlib): the decoded text, or the image levels as uint8."""
+        if self.kind == "text":
+            return self._text_tokenizer().decode_bytes(self.tokens_NxL[n])
         return self.tokens_NxL[n].astype(np.uint8).tobytes()
+
+    def text_bytes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 N x M, right-padded with zeros; int64 lengths_N): each sample's bytes.
+
+        The layout of ``text_bytes.npy`` and ``text_lengths.npy``; for byte text
+        it is ``tokens_NxL`` as uint8 with every length L.
+        """
+        if self.kind != "text":
+            raise ValueError(f"text_bytes() needs a text dataset; {self.name} is {self.kind}")
+        tokenizer = self._text_tokenizer()
+        if tokenizer.spec == BYTES_SPEC:
+            lengths_N = np.full(self.num_samples, self.seq_len, dtype=np.int64)
+            return self.tokens_NxL.astype(np.uint8), lengths_N
+        samples = [tokenizer.decode_bytes(tokens_L) for tokens_L in self.tokens_NxL]
+        lengths_N = np.array([len(sample) for sample in samples], dtype=np.int64)
+        text_NxM = np.zeros((self.num_samples, int(lengths_N.max(initial=0))), dtype=np.uint8)
+        for n, sample in enumerate(samples):
+            text_NxM[n, : len(sample)] = np.frombuffer(sample, np.uint8)
+        return text_NxM, lengths_N
+
+    def _text_tokenizer(self) -> Tokenizer:
+        return BYTES if self.tokenizer is None else self.tokenizer
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BaseCorpus:
+    """The public text of a dataset: W windows outside (and overlapping no window of) the pool.
+
+    Attributes:
+      tokens_WxL: int32 windows of L tokens, read-only.
+      sha256: of ``tokens_WxL`` as little-endian int32.
+      description: what the windows are, e.g. "7,400 windows of kjv outside the audit pool".
+      pool_spans_Nx2: int64 [start, end) byte offsets in the corpus of each pool sample.
+      spans_Wx2: int64 [start, end) byte offsets in the corpus of each window.
+      tokenizer: the tokenizer of the tokens (the pool's).
+    """
+
+    tokens_WxL: np.ndarray
+    sha256: str
+    description: str
+    pool_spans_Nx2: np.ndarray
+    spans_Wx2: np.ndarray
+    tokenizer: Tokenizer
+
+    @property
+    def num_windows(self) -> int:
+        return self.tokens_WxL.shape[0]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+
+def make_base_corpus(
+    tokens_WxL: np.ndarray,
+    spans_Wx2: np.ndarray,
+    pool_spans_Nx2: np.ndarray,
+    tokenizer: Tokenizer,
+    description: str,
+) -> BaseCorpus:
+    """A read-only ``BaseCorpus``; its windows must not overlap a pool span (checked)."""
+    tokens_WxL = np.array(tokens_WxL, dtype=np.int32)
+    spans_Wx2 = np.array(spans_Wx2, dtype=np.int64).reshape(-1, 2)
+    pool_spans_Nx2 = np.array(pool_spans_Nx2, dtype=np.int64).reshape(-1, 2)
+    if tokens_WxL.ndim != 2 or len(tokens_WxL) != len(spans_Wx2):
+        raise ValueError(f"base corpus: {tokens_WxL.shape} tokens for {len(spans_Wx2)} spans")
+    if not len(tokens_WxL):
+        raise ConfigError(f"no base-corpus windows ({description}); lower data.num_samples")
+    # The membership invariant of a fine-tuned audit: the base saw no pool text.
+    # Pool spans are disjoint, so sorted by start they are sorted by end too.
+    order_N = np.argsort(pool_spans_Nx2[:, 0], kind="stable")
+    starts_N, ends_N = pool_spans_Nx2[order_N, 0], pool_spans_Nx2[order_N, 1]
+    last_W = np.searchsorted(starts_N, spans_Wx2[:, 1], side="left") - 1  # last start < end
+    overlap_W = (last_W >= 0) & (np.append(ends_N, 0)[last_W] > spans_Wx2[:, 0])
+    if overlap_W.any():
+        raise ValueError(f"base window {int(np.argmax(overlap_W))} overlaps an audit-pool sample")
+    for array in (tokens_WxL, spans_Wx2, pool_spans_Nx2):
+        array.setflags(write=False)
+    return BaseCorpus(
+        tokens_WxL=tokens_WxL,
+        sha256=hashlib.sha256(np.ascontiguousarray(tokens_WxL, "<i4").tobytes()).hexdigest(),
+        description=description,
+        pool_spans_Nx2=pool_spans_Nx2,
+        spans_Wx2=spans_Wx2,
+        tokenizer=tokenizer,
+    )
 
 
 DATASETS: Registry[Callable[[DataConfig], Dataset]] = Registry("dataset")
+BASE_CORPORA: Registry[Callable[[DataConfig], BaseCorpus]] = Registry("base corpus")
 
 
 def pool_indices(total: int, cfg: DataConfig, available: str) -> np.ndarray:
@@ -138,11 +240,20 @@ def make_dataset(
     vocab_size: int,
     kind: str,
     image_shape: tuple[int, int, int] | None = None,
+    tokenizer: Tokenizer | None = None,
     **options,
 ) -> Dataset:
-    """Builds a read-only ``Dataset`` and its fingerprint; ``options`` go into the fingerprint."""
+    """Builds a read-only ``Dataset`` and its fingerprint; ``options`` go into the fingerprint.
+
+    ``tokenizer`` defaults to ``BYTES`` for text (images have none); any other
+    adds its spec and sha256 to the fingerprint ("tokenizer", "tokenizer_sha256").
+    """
     tokens_NxL = np.array(tokens_NxL, dtype=np.int32)  # a private copy, safe to freeze
     tokens_NxL.setflags(write=False)
+    if kind == "text" and tokenizer is None:
+        tokenizer = BYTES
+    if tokenizer is not None and tokenizer.spec != BYTES_SPEC:
+        options.update(tokenizer=tokenizer.spec, tokenizer_sha256=tokenizer.sha256)
     return Dataset(
         name=name,
         tokens_NxL=tokens_NxL,
@@ -150,12 +261,17 @@ def make_dataset(
         kind=kind,
         image_shape=None if image_shape is None else tuple(int(d) for d in image_shape),
         fingerprint=make_fingerprint(name, tokens_NxL, cfg, **options),
+        tokenizer=tokenizer,
     )
 
 
 def _with_tokens(dataset: Dataset, tokens_NxL: np.ndarray, cfg: DataConfig) -> Dataset:
     """``dataset`` with other tokens (a selection, planted canaries), loader options kept."""
-    options = {k: v for k, v in dataset.fingerprint.items() if k not in _BASE_KEYS}
+    options = {
+        k: v
+        for k, v in dataset.fingerprint.items()
+        if k not in _BASE_KEYS and k not in _TOKENIZER_KEYS
+    }
     return make_dataset(
         dataset.name,
         tokens_NxL,
@@ -163,6 +279,7 @@ def _with_tokens(dataset: Dataset, tokens_NxL: np.ndarray, cfg: DataConfig) -> D
         vocab_size=dataset.vocab_size,
         kind=dataset.kind,
         image_shape=dataset.image_shape,
+        tokenizer=dataset.tokenizer,
         **options,
     )
 
@@ -222,8 +339,8 @@ def check_image_seq_len(name: str, image_shape: tuple[int, ...], cfg: DataConfig
         )
 
 
-def load_dataset(cfg: DataConfig) -> Dataset:
-    """Loads the audit pool named by ``cfg.name``, selected and checked against ``cfg``."""
+def _check_config(cfg: DataConfig) -> None:
+    """The checks of ``cfg`` that need no data."""
     if cfg.name not in DATASETS:
         raise ConfigError(f"unknown dataset {cfg.name!r}; known: {', '.join(DATASETS.names())}")
     if cfg.seq_len < 1:
@@ -236,7 +353,25 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         raise ConfigError(
             f"data.canary_tokens must be in [0, seq_len={cfg.seq_len}]; got {cfg.canary_tokens}"
         )
+    kind, _ = parse_tokenizer(cfg.tokenizer)
+    # Secrets and canaries are byte values planted as token ids, so they need byte tokens.
+    for field in ("secret_symbols", "canary_tokens"):
+        if kind != BYTES_SPEC and getattr(cfg, field):
+            raise ConfigError(
+                f"data.{field} plants byte values as token ids, so it needs "
+                f"data.tokenizer='bytes'; got {cfg.tokenizer!r}"
+            )
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """Loads the audit pool named by ``cfg.name``, selected and checked against ``cfg``."""
+    _check_config(cfg)
     dataset = DATASETS.get(cfg.name)(cfg)
+    if dataset.kind != "text" and cfg.tokenizer != BYTES_SPEC:
+        raise ConfigError(
+            f"data.tokenizer={cfg.tokenizer!r} is for text; {cfg.name} is {dataset.kind} "
+            f"(its tokens are quantized levels), so use data.tokenizer='bytes'"
+        )
     total = dataset.tokens_NxL.shape[0]
     if total > cfg.num_samples:  # The loader returned every window: select the pool here.
         index_N = pool_indices(total, cfg, f"samples in {cfg.name}")
@@ -245,6 +380,17 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     if cfg.secret_symbols:
         return plant_secrets(dataset, cfg)
     return plant_canaries(dataset, cfg)
+
+
+def load_base_corpus(cfg: DataConfig) -> BaseCorpus:
+    """The base corpus of ``cfg.name``: its text outside the pool that ``load_dataset`` selects."""
+    _check_config(cfg)
+    if cfg.name not in BASE_CORPORA:
+        raise ConfigError(
+            f"dataset {cfg.name} has no base corpus (public text outside the audit pool); "
+            f"datasets with one: {', '.join(BASE_CORPORA.names())}"
+        )
+    return BASE_CORPORA.get(cfg.name)(cfg)
 
 
 def plant_secrets(dataset: Dataset, cfg: DataConfig) -> Dataset:
