@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 
 from seqmia_jax.attacks.specs import parse_spec
 from seqmia_jax.data.base import Dataset
+from seqmia_jax.data.tokenizer import BYTES, BYTES_SPEC
 
 _POSITIVE_RGB = "220, 40, 40"
 _NEGATIVE_RGB = "40, 90, 220"
@@ -120,27 +121,51 @@ def evidence_definition(spec: str) -> str:
     return f"{what}, {order}; the evidence of a sample sums to its score"
 
 
-def _char_spans(tokens_L: np.ndarray, dataset: Dataset) -> list[tuple[str, list[int]]]:
-    """Displayed characters and the positions each covers (a UTF-8 character spans 1-4 bytes).
+def _utf8_chars(data: bytes) -> list[tuple[str, int]]:
+    """Each displayed character with its width in bytes (a UTF-8 character spans 1-4).
 
     A byte that does not start a valid UTF-8 character shows as U+FFFD on its own.
     """
-    if dataset.vocab_size > 256:
-        return [(dataset.decode(tokens_L[l : l + 1]), [l]) for l in range(len(tokens_L))]
-    data = bytes(int(token) for token in tokens_L)
-    spans, l = [], 0
-    while l < len(data):
-        lead = data[l]
+    chars, b = [], 0
+    while b < len(data):
+        lead = data[b]
         width = 1 if lead < 0x80 else 2 if lead >> 5 == 6 else 3 if lead >> 4 == 14 else 4
         try:
-            ch = data[l : l + width].decode("utf-8") if l + width <= len(data) else ""
+            ch = data[b : b + width].decode("utf-8") if b + width <= len(data) else ""
         except UnicodeDecodeError:
             ch = ""
         if len(ch) != 1:
             ch, width = "\ufffd", 1
-        spans.append((ch, list(range(l, l + width))))
-        l += width
+        chars.append((ch, width))
+        b += width
+    return chars
+
+
+def _char_spans(tokens_L: np.ndarray, dataset: Dataset) -> list[tuple[str, list[int]]]:
+    """Displayed text pieces and the positions (tokens) each covers.
+
+    The tokens decode to bytes through the dataset's tokenizer (one byte per
+    token for byte text), the bytes to characters. A piece is the fewest whole
+    characters that cover whole tokens: one character over 1-4 byte tokens, or
+    a BPE token's characters; a character split between BPE tokens joins them.
+    """
+    pieces = (dataset.tokenizer or BYTES).token_bytes(tokens_L)
+    owner_B = np.repeat(np.arange(len(pieces)), [len(piece) for piece in pieces])
+    spans, b = [], 0
+    for ch, width in _utf8_chars(b"".join(pieces)):
+        first, last = int(owner_B[b]), int(owner_B[b + width - 1])
+        if spans and first <= spans[-1][1][-1]:  # shares a token with the previous piece
+            text, positions = spans[-1]
+            spans[-1] = (text + ch, positions + list(range(positions[-1] + 1, last + 1)))
+        else:
+            spans.append((ch, list(range(first, last + 1))))
+        b += width
     return spans
+
+
+def _show_text(text: str) -> str:
+    """HTML for a piece of text, one ``_show`` per character."""
+    return "".join(_show(ch) for ch in text)
 
 
 def _show(ch: str) -> str:
@@ -156,7 +181,7 @@ def _show(ch: str) -> str:
     return html.escape(ch)
 
 
-def _token_span(ch: str, positions: list[int], evidence_L, mask_L, scale: float) -> str:
+def _token_span(text: str, positions: list[int], evidence_L, mask_L, scale: float) -> str:
     value = float(sum(evidence_L[p] for p in positions))
     present = mask_L is None or all(mask_L[p] for p in positions)
     where = f"pos {positions[0]}" + (f"–{positions[-1]}" if len(positions) > 1 else "")
@@ -168,7 +193,7 @@ def _token_span(ch: str, positions: list[int], evidence_L, mask_L, scale: float)
     else:
         rgb = _POSITIVE_RGB if value > 0 else _NEGATIVE_RGB
         style = f"background:rgba({rgb},{min(1.0, abs(value) / scale):.3f})"
-    return f'<span title="{html.escape(title)}" style="{style}">{_show(ch)}</span>'
+    return f'<span title="{html.escape(title)}" style="{style}">{_show_text(text)}</span>'
 
 
 def _share_text(item: Vulnerable) -> str:
@@ -200,7 +225,7 @@ def leakage_blocks(
         tokens_L = dataset.tokens_NxL[item.sample]
         spans = _char_spans(tokens_L, dataset)
         if evidence_KxL is None:
-            body = "".join(_show(ch) for ch, _ in spans)
+            body = "".join(_show_text(text) for text, _ in spans)
         else:
             evidence_L = evidence_KxL[rank - 1]
             mask_L = None if mask_NxL is None else mask_NxL[item.sample]
@@ -214,8 +239,12 @@ def leakage_blocks(
     return "\n".join(blocks)
 
 
-def legend_html(evidence_spec: str | None) -> str:
-    """What the shading means, for the text view."""
+def _subword(dataset: Dataset) -> bool:
+    return dataset.tokenizer is not None and dataset.tokenizer.spec != BYTES_SPEC
+
+
+def legend_html(evidence_spec: str | None, subword: bool = False) -> str:
+    """What the shading means, for the text view (``subword``: tokens of several bytes)."""
     if evidence_spec is None:
         return "<p>No attack recorded per-position evidence, so the samples are not shaded.</p>"
     return (
@@ -225,8 +254,15 @@ def legend_html(evidence_spec: str | None) -> str:
         f'<span class="key" style="background:rgba({_POSITIVE_RGB},0.8)">Red</span> points '
         f'to membership, <span class="key" style="background:rgba({_NEGATIVE_RGB},0.8)">blue'
         "</span> against it; opacity is |evidence| over the largest |evidence| in that "
-        "sample. A multi-byte character shows the sum over its bytes. Hover a character for "
-        "its position and value. Newlines show as &#9166;; struck-through grey characters "
+        + (
+            "sample. A token of several characters is shaded as one piece, and a character "
+            "split between tokens shows the sum over them. Hover a piece for its positions "
+            "and value."
+            if subword
+            else "sample. A multi-byte character shows the sum over its bytes. Hover a "
+            "character for its position and value."
+        )
+        + " Newlines show as &#9166;; struck-through grey characters "
         "are absent (masked) positions.</p>"
     )
 
@@ -244,7 +280,7 @@ def leakage_html(
         dataset=html.escape(dataset.name),
         count=len(items),
         ranking=ranking_text,
-        legend=legend_html(evidence_spec),
+        legend=legend_html(evidence_spec, _subword(dataset)),
         blocks=leakage_blocks(dataset, items, evidence_KxL, mask_NxL),
     )
 
