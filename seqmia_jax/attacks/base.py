@@ -29,13 +29,20 @@ of valid ones. Spec strings (``specs.py``) and keyword arguments
 Evidence. An attack that can return per-position evidence has the option
 ``evidence: bool = False``; the runner sets it for the one attack whose
 evidence the report shows, since computing it costs memory.
+
+Base model. When the shadows are fine-tuned from one pretrained base model,
+``AttackInputs.base_stats`` holds that model's statistics (N x L, no S axis).
+An attack that reads them says which through its options'
+``base_statistics()``: the runner leaves it out of the default set of a
+from-scratch run, which has no base model, and checks those files before any
+attack runs.
 """
 
 import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -51,6 +58,51 @@ class UnknownOptionError(AttackInputError, TypeError):
     """An option the attack does not have; a TypeError too, as for an unknown keyword argument."""
 
 
+class MissingStatisticError(AttackInputError, KeyError):
+    """A statistic the inputs lack; a KeyError too, so ``in`` and ``.get`` work as on a dict."""
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return ValueError.__str__(self)
+
+
+class BaseStats(Mapping):
+    """The base model's statistics: name -> float N x L (one model, so no S axis).
+
+    ``load(name)`` reads (and checks) one of ``names`` on first use. Any other
+    name raises MissingStatisticError naming its file: a from-scratch run has
+    no base model, and a fine-tuned one may lack some statistic.
+    """
+
+    def __init__(self, load: Callable[[str], np.ndarray], names: Iterable[str]):
+        self._load, self._names, self._cache = load, tuple(sorted(names)), {}
+
+    @classmethod
+    def of(cls, arrays: Mapping[str, np.ndarray]) -> "BaseStats":
+        """In-memory base statistics (unchecked, like ``AttackInputs.stats``)."""
+        arrays = dict(arrays)
+        return cls(arrays.__getitem__, arrays)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise MissingStatisticError(
+                f"stats/base_{name}.npy: the base model's {name!r} is absent (have "
+                f"{list(self._names) or 'none'}); only shadows fine-tuned from a pretrained base "
+                "have base-model statistics"
+            )
+        if name not in self._cache:
+            self._cache[name] = self._load(name)
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __contains__(self, name: object) -> bool:  # Mapping's default would read the file
+        return name in self._names
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 @dataclasses.dataclass(frozen=True)
 class AttackInputs:
     """Everything an attack may read, as loaded from a work directory.
@@ -63,12 +115,26 @@ class AttackInputs:
       keep_SxN: bool membership matrix.
       mask_NxL: bool, False where a position is absent; None means all present.
       text: raw bytes of each sample (for zlib), or None.
+      base_stats: the pretrained base model's statistics, name -> float N x L
+        (``loss``, ``logit``), when the shadows were fine-tuned from it; a
+        plain dict is wrapped in ``BaseStats``, so a missing name raises
+        AttackInputError (empty for a from-scratch run).
+      tokens_NxL: int token ids, position l holding the token whose
+        prediction statistic l is, or None (then ``profile:by=token`` reads
+        the bytes of ``text``). ``load_inputs`` gives an array-like that
+        ``np.asarray`` reads on first use.
     """
 
     stats: Mapping[str, np.ndarray]
     keep_SxN: np.ndarray
     mask_NxL: np.ndarray | None = None
     text: Sequence[bytes] | None = None
+    base_stats: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    tokens_NxL: np.ndarray | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.base_stats, BaseStats):  # a plain dict, from a test or notebook
+            object.__setattr__(self, "base_stats", BaseStats.of(self.base_stats))
 
     @property
     def num_models(self) -> int:
@@ -116,6 +182,10 @@ class AttackOptions:
 
     def validate(self) -> None:
         """Rules between options; raises AttackInputError. None by default."""
+
+    def base_statistics(self) -> tuple[str, ...]:
+        """The base-model statistics (``AttackInputs.base_stats``) these options read; none by default."""
+        return ()
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

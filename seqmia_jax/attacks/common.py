@@ -2,7 +2,8 @@
 
 Legend: S shadow models, N samples, L positions, K shadows on one side.
 
-Every attack and ``seqmia_jax.analysis`` take these from here. A side is
+Every attack and ``seqmia_jax.analysis`` take these from here (the base
+model's statistics, N x L, through ``base_statistic``). A side is
 "in" (the shadows that trained on sample n) or "out" (the others).
 
 Per-side moments come in three flavours, one per use:
@@ -38,6 +39,23 @@ def statistic(inputs: AttackInputs, attack: str, name: str) -> np.ndarray:
             f"missing; have {sorted(inputs.stats)}"
         )
     return inputs.stats[name]
+
+
+def base_statistic(inputs: AttackInputs, attack: str, name: str) -> np.ndarray:
+    """The base model's N x L statistic ``name``; raises naming the attack and its file."""
+    if name not in inputs.base_stats:
+        raise AttackInputError(
+            f"attack {attack!r} needs the base model's {name!r} (stats/base_{name}.npy), which is "
+            f"missing; have {sorted(inputs.base_stats) or 'none'} (only shadows fine-tuned from a "
+            "pretrained base have base-model statistics)"
+        )
+    base_NxL = inputs.base_stats[name]
+    if base_NxL.shape != inputs.stats["loss"].shape[1:]:
+        raise AttackInputError(
+            f"attack {attack!r}: the base model's {name!r} has shape {base_NxL.shape}, expected "
+            f"N x L = {inputs.stats['loss'].shape[1:]}"
+        )
+    return base_NxL
 
 
 def direction(name: str) -> float:

@@ -14,6 +14,15 @@ statistics):
 - ``stats/secret_mask.npy`` (written with secrets): bool N x L, the secret
   positions. It is the same for IN and OUT, so no attack reads it; it is not
   a statistic.
+- ``stats/base_loss.npy``, ``stats/base_logit.npy`` (optional, written when
+  the shadows are fine-tuned from a pretrained base model): float N x L, the
+  base model's statistics (one model: no S axis), read and checked (shape,
+  dtype, finite) when an attack first reads ``inputs.base_stats``. They are
+  not S x N x L statistics.
+- ``tokens.npy`` (optional): int N x L token ids, position l holding the
+  token whose prediction statistic l is (``profile:by=token`` prefers them to
+  the text's bytes; a subword tokenizer's ids exceed one byte). Read when an
+  attack first reads ``inputs.tokens_NxL``.
 - raw text for ``zlib`` (optional), either ``text.npy`` (a fixed-width bytes
   or str array, dtype ``S`` or ``U``) or ``text_bytes.npy`` (uint8 N x M, rows
   right-padded with zeros) with an optional ``text_lengths.npy`` (int N;
@@ -38,11 +47,13 @@ from pathlib import Path
 
 import numpy as np
 
-from seqmia_jax.attacks.base import AttackInputError, AttackInputs
+from seqmia_jax.attacks.base import AttackInputError, AttackInputs, BaseStats
 
 MIN_MODELS = 4
+# The base model's statistics, stats/base_<name>.npy (N x L).
+BASE_STATISTICS = ("loss", "logit")
 # Files in stats/ that are not S x N x L statistics.
-NOT_STATISTICS = ("mask.npy", "secret_mask.npy")
+NOT_STATISTICS = ("mask.npy", "secret_mask.npy", *(f"base_{name}.npy" for name in BASE_STATISTICS))
 MIN_PER_SIDE = 2
 _CHUNK_ELEMENTS = 1 << 24  # finiteness checks read memmaps in blocks of about this many values
 
@@ -84,8 +95,8 @@ def _as_bool(array: np.ndarray, path: Path) -> np.ndarray:
     raise AttackInputError(f"{path}: expected a bool (or 0/1) array, got dtype {array.dtype}")
 
 
-def _check_finite(stat: np.ndarray, path: Path) -> None:
-    """Raise naming the count and first indices of NaN/Inf values, reading in chunks."""
+def _check_finite(stat: np.ndarray, path: Path, axes: str = "model, sample, position") -> None:
+    """Raise naming the count and first indices (over ``axes``) of NaN/Inf values, reading in chunks."""
     rows = max(1, _CHUNK_ELEMENTS // max(1, math.prod(stat.shape[1:])))
     num_nan = num_inf = 0
     first: list[tuple[int, ...]] = []
@@ -99,8 +110,8 @@ def _check_finite(stat: np.ndarray, path: Path) -> None:
                 first.append((start + int(index[0]), *map(int, index[1:])))
     if num_nan or num_inf:
         raise AttackInputError(
-            f"{path}: {num_nan} NaN and {num_inf} Inf values; first at (model, sample, "
-            f"position) {', '.join(map(str, first))}. Every value must be finite, absent "
+            f"{path}: {num_nan} NaN and {num_inf} Inf values; first at ({axes}) "
+            f"{', '.join(map(str, first))}. Every value must be finite, absent "
             "positions included (write any finite value there and mark them in stats/mask.npy)"
         )
 
@@ -156,6 +167,18 @@ class LazyText(Sequence):
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._get())
+
+
+class LazyArray:
+    """A .npy file read on first ``np.asarray`` (tokens.npy: only profile:by=token reads it)."""
+
+    def __init__(self, path: Path):
+        self.path, self._array = path, None
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if self._array is None:
+            self._array = _load(self.path)
+        return self._array if dtype is None else self._array.astype(dtype)
 
 
 class LazyStats(Mapping):
@@ -250,9 +273,33 @@ def load_inputs(workdir: str | os.PathLike, *, check_finite: bool = True) -> Att
                 f"{mask_path}: samples {empty[:10].tolist()} ({empty.size} in all) have no "
                 "present position"
             )
+
+    def load_base(name: str) -> np.ndarray:
+        path = stats_dir / f"base_{name}.npy"
+        stat = _load(path, mmap=True)
+        if stat.shape != shape[1:]:
+            raise AttackInputError(
+                f"{path}: shape {stat.shape}, expected {shape[1:]} (N x L: one base model) to "
+                f"match {stats_dir / 'loss.npy'}"
+            )
+        if not np.issubdtype(stat.dtype, np.floating):
+            raise AttackInputError(f"{path}: expected a float array, got dtype {stat.dtype}")
+        if check_finite:
+            _check_finite(stat, path, "sample, position")
+        return stat
+
+    base_names = [name for name in BASE_STATISTICS if (stats_dir / f"base_{name}.npy").exists()]
     source = _text_source(workdir)
     text = None if source is None else LazyText(source, num_samples)
-    return AttackInputs(stats=stats, keep_SxN=keep_SxN, mask_NxL=mask_NxL, text=text)
+    tokens_path = workdir / "tokens.npy"
+    return AttackInputs(
+        stats=stats,
+        keep_SxN=keep_SxN,
+        mask_NxL=mask_NxL,
+        text=text,
+        base_stats=BaseStats(load_base, base_names),
+        tokens_NxL=LazyArray(tokens_path) if tokens_path.exists() else None,
+    )
 
 
 def subsample_models(inputs: AttackInputs, models: Sequence[int] | np.ndarray) -> AttackInputs:
