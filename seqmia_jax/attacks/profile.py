@@ -10,13 +10,16 @@ are taken to depend only on a feature of the token, its bin g(n, l). Option
 ``by`` picks the feature:
 
 - ``difficulty`` (default): how hard the token is, its bin among ``bins``
-  quantile bins of the statistic's mean over the shadows;
-- ``token``: the token id, byte l of sample n's raw text (``inputs.text``;
-  position l holds the statistic of predicting token l), one bin per byte value;
+  quantile bins of the statistic's mean over the shadows or, with
+  ``difficulty=base``, of the pretrained base model's loss
+  (``inputs.base_stats["loss"]``: how surprising the base finds the token);
+- ``token``: the token id (position l holds the statistic of predicting
+  token l): ``inputs.tokens_NxL`` (tokens.npy) when given, V = its largest id
+  + 1 bins, else byte l of sample n's raw text (``inputs.text``), V = 256;
 - ``position``: the position l, one bin per position;
 - combinations joined by ``+`` in that order (``difficulty+token``,
   ``difficulty+position``, ...): the product of their bins, e.g.
-  bin = difficulty bin * 256 + token id.
+  bin = difficulty bin * V + token id.
 
 Under
 
@@ -29,13 +32,14 @@ options and leave-one-out rule) on A. With delta and var constant it is
 ``lira`` on the plain mean.
 
 Per target t, everything is fitted without model t: the difficulty bins use
-the mean over the other S - 1 shadows, delta[g] is the mean over the bin's
-present tokens of (IN mean - OUT mean) and var[g] the mean of the two sides'
-ddof=1 variances, both over the other shadows; empty bins get weight 0. A
-projects every model's statistic, the target's included, with the same
-weights, and LiRA's own fits then follow the equal-count rule. A is oriented
-so that members score higher (w carries the sign of delta), so the offline
-one-sided test needs no statistic-specific direction.
+the mean over the other S - 1 shadows (the base model's loss involves no
+shadow, so its bins are the same for every target), delta[g] is the mean
+over the bin's present tokens of (IN mean - OUT mean) and var[g] the mean of
+the two sides' ddof=1 variances, both over the other shadows; empty bins get
+weight 0. A projects every model's statistic, the target's included, with
+the same weights, and LiRA's own fits then follow the equal-count rule. A is
+oriented so that members score higher (w carries the sign of delta), so the
+offline one-sided test needs no statistic-specific direction.
 
 Evidence (``evidence=True``, for the leakage report): per target t,
 e[n, l] = w[n, l] (x_t[n, l] - m[n, l]) / (L sd[n]), where m is the mean of
@@ -48,6 +52,7 @@ tiny variance can dominate it.
 
 import dataclasses
 import functools
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +68,7 @@ from seqmia_jax.attacks.base import (
     register_attack,
 )
 
-_TOKEN_IDS = 256  # one bin per byte value
+_BYTE_IDS = 256  # one token bin per byte value, when the tokens are the text's bytes
 _DIAGNOSTIC_BINS = 64  # beyond this many bins, only nonempty bins are reported
 
 _FEATURES = ("difficulty", "token", "position")
@@ -78,10 +83,15 @@ class ProfileOptions(AttackOptions):
     statistic: lira.Statistic = "logit"
     bins: int = option(16, check=lambda bins: bins >= 1, rule=">= 1")  # difficulty bins
     by: str = option("difficulty", choices=lambda: _BY)  # token feature(s) of the profile
+    difficulty: Literal["shadows", "base"] = "shadows"  # what the difficulty bins rank
     mode: lira.Mode = "online"
     variance: lira.Variance = "per_sample"
     offline_test: lira.OfflineTest = "one_sided"
     evidence: bool = False  # per-position terms of the standardized projection (see docstring)
+
+    def base_statistics(self) -> tuple[str, ...]:
+        uses_base = self.difficulty == "base" and "difficulty" in self.by.split("+")
+        return ("loss",) if uses_base else ()
 
     def lira(self) -> lira.LiraOptions:
         """The options of the LiRA fit on the projected mean."""
@@ -91,8 +101,11 @@ class ProfileOptions(AttackOptions):
 _side_sums = jax.jit(common.side_sums)
 
 
-def _weights(bins, by, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL):
-    """w_NxL fitted without the target (row x_t, IN where on_in_N), and per-bin profile."""
+def _weights(bins, by, num_tokens, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL, base_NxL):
+    """w_NxL fitted without the target (row x_t, IN where on_in_N), and per-bin profile.
+
+    ``base_NxL`` (or None: the shadows' mean) is the difficulty feature.
+    """
     (total_in, mom_in), (total_out, mom_out) = (
         common.target_removed_moments(total, sumsq, count, x_t_NxL, on_N)
         for (total, sumsq), count, on_N in zip(sums, counts, (on_in_N, ~on_in_N))
@@ -100,7 +113,7 @@ def _weights(bins, by, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL):
     mean_in, var_in = mom_in.mu_NxL, mom_in.var_NxL
     mean_out, var_out = mom_out.mu_NxL, mom_out.var_NxL
     num_others_N = counts[0] + counts[1] - 1
-    feature_NxL = (total_in + total_out) / num_others_N[:, None]
+    feature_NxL = (total_in + total_out) / num_others_N[:, None] if base_NxL is None else base_NxL
     features, profile, bin_NxL, num_bins = by.split("+"), {}, 0, 1
     if "difficulty" in features:
         quantiles = jnp.linspace(0.0, 1.0, bins + 1)[1:-1]
@@ -108,8 +121,8 @@ def _weights(bins, by, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL):
         bin_NxL = jnp.searchsorted(edges, feature_NxL, side="right")
         profile["edges"], num_bins = edges, bins
     if "token" in features:
-        bin_NxL = bin_NxL * _TOKEN_IDS + token_NxL
-        num_bins *= _TOKEN_IDS
+        bin_NxL = bin_NxL * num_tokens + token_NxL
+        num_bins *= num_tokens
     if "position" in features:
         length = feature_NxL.shape[1]
         bin_NxL = jnp.broadcast_to(bin_NxL * length + jnp.arange(length)[None], feature_NxL.shape)
@@ -128,16 +141,31 @@ def _weights(bins, by, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL):
     return weight_NxL, {"delta": delta_G, "var": var_G, "size": size_G, **profile}
 
 
-def _token_ids(inputs: AttackInputs, by: str, num_samples: int, length: int) -> np.ndarray:
-    """token_NxL: int32 byte l of sample n's raw text."""
+def _token_ids(inputs: AttackInputs, by: str, mask_NxL: np.ndarray) -> tuple[np.ndarray, int]:
+    """(token_NxL int32, V): tokens.npy's ids if given, else byte l of sample n's raw text."""
+    num_samples, length = mask_NxL.shape
+    if inputs.tokens_NxL is not None:
+        tokens_NxL = np.asarray(inputs.tokens_NxL)  # a file's LazyArray is read here
+        if tokens_NxL.shape != mask_NxL.shape or not np.issubdtype(tokens_NxL.dtype, np.integer):
+            raise AttackInputError(
+                f"profile:by={by}: tokens.npy must hold int ({num_samples}, {length}) token ids, "
+                f"one per position; got {tokens_NxL.dtype} {tokens_NxL.shape}"
+            )
+        tokens_NxL = np.where(mask_NxL, tokens_NxL, 0)  # padding ids at absent positions: unused
+        if tokens_NxL.min() < 0:
+            raise AttackInputError(
+                f"profile:by={by}: tokens.npy holds negative token ids at present positions"
+            )
+        return tokens_NxL.astype(np.int32), int(tokens_NxL.max()) + 1
     text = inputs.text
     if text is None or len(text) != num_samples or any(len(row) != length for row in text):
         raise AttackInputError(
             f"profile:by={by} needs the raw bytes of each sample (text_bytes.npy) with one byte "
             f"per position: {num_samples} rows of {length} bytes (give text_lengths.npy if rows "
-            "end in zero bytes)"
+            "end in zero bytes), or the token ids (tokens.npy)"
         )
-    return np.frombuffer(b"".join(text), np.uint8).reshape(num_samples, length).astype(np.int32)
+    token_NxL = np.frombuffer(b"".join(text), np.uint8).reshape(num_samples, length)
+    return token_NxL.astype(np.int32), _BYTE_IDS
 
 
 def _summary(profile: dict) -> dict:
@@ -150,12 +178,16 @@ def _summary(profile: dict) -> dict:
     return {k: v.tolist() for k, v in out.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("bins", "by"))
-def _weights_block(bins, by, sums, counts, x_BxNxL, on_in_BxN, mask_NxL, token_NxL):
+@functools.partial(jax.jit, static_argnames=("bins", "by", "num_tokens"))
+def _weights_block(
+    bins, by, num_tokens, sums, counts, x_BxNxL, on_in_BxN, mask_NxL, token_NxL, base_NxL
+):
     """``_weights`` of a block of targets."""
 
     def one(x_t_NxL, on_in_N):
-        return _weights(bins, by, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL)
+        return _weights(
+            bins, by, num_tokens, sums, counts, x_t_NxL, on_in_N, mask_NxL, token_NxL, base_NxL
+        )
 
     return blocks.over_targets(one, x_BxNxL, on_in_BxN)
 
@@ -185,9 +217,12 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, opt: ProfileOptions) ->
     _, num_samples, length = x.shape
     mask_NxL = common.presence_mask(inputs.mask_NxL, num_samples, length)
     counts = (keep_SxN.sum(0), (~keep_SxN).sum(0))
-    token_NxL = (
-        _token_ids(inputs, opt.by, num_samples, length) if "token" in opt.by.split("+") else None
-    )
+    token_NxL, num_tokens = None, 1
+    if "token" in opt.by.split("+"):
+        token_NxL, num_tokens = _token_ids(inputs, opt.by, mask_NxL)
+    base_NxL = None
+    if opt.base_statistics():
+        base_NxL = np.asarray(common.base_statistic(inputs, "profile", "loss"), np.float64)
     targets_T = np.asarray(targets_T, dtype=np.int64)
     for t in targets_T:
         if min((counts[0] - keep_SxN[t]).min(), (counts[1] - ~keep_SxN[t]).min()) < 2:
@@ -200,11 +235,21 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, opt: ProfileOptions) ->
         x_dev = jnp.asarray(np.asarray(x, dtype=np.float64))
         keep_dev, mask_dev = jnp.asarray(keep_SxN), jnp.asarray(mask_NxL)
         token_dev = None if token_NxL is None else jnp.asarray(token_NxL)
+        base_dev = None if base_NxL is None else jnp.asarray(base_NxL)
         sums = (_side_sums(x_dev, keep_dev), _side_sums(x_dev, ~keep_dev))
         counts_dev = tuple(jnp.asarray(c) for c in counts)
         for _, real, tb in blocks.target_blocks(targets_T, block):
             weight_BxNxL, prof = _weights_block(
-                opt.bins, opt.by, sums, counts_dev, x_dev[tb], keep_dev[tb], mask_dev, token_dev
+                opt.bins,
+                opt.by,
+                num_tokens,
+                sums,
+                counts_dev,
+                x_dev[tb],
+                keep_dev[tb],
+                mask_dev,
+                token_dev,
+                base_dev,
             )
             for i, t in enumerate(real):
                 a_SxN = np.asarray(_project(x_dev, weight_BxNxL[i]))
