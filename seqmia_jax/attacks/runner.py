@@ -75,7 +75,8 @@ def score_attacks(
     ``attacks`` is a list of specs or one ";"-separated string. ``attacks=None``
     runs ``DEFAULT_ATTACKS`` and skips, with a logged note,
     those that are not registered or whose inputs are absent; named attacks
-    fail instead.
+    fail instead. Without any base-model statistics, the default set leaves
+    out the attacks that read them, unlisted.
 
     Returns:
       (results, scores, evidence): the results.json dict without file names,
@@ -100,6 +101,12 @@ def score_attacks(
                 raise
             skipped[spec] = str(err)
             logging.info("skipping %s: not registered", spec)
+    if not explicit and not inputs.base_stats:
+        # No base model (a from-scratch run): attacks against it do not apply, so they are
+        # left out rather than listed as skipped, and such a run's results stay as they were.
+        for spec in [s for s, (_, opt) in resolved.items() if opt.base_statistics()]:
+            del resolved[spec]
+            logging.info("leaving out %s: no base-model statistics (a from-scratch run)", spec)
     fallbacks = _check_statistics(inputs, resolved, skipped, explicit)
 
     labels_TxN = np.asarray(inputs.keep_SxN, dtype=bool)[targets_T]
@@ -109,6 +116,7 @@ def score_attacks(
         "seq_len": int(inputs.stats["loss"].shape[2]),
         "targets": targets_T.tolist(),
         "statistics": sorted(inputs.stats),
+        **({"base_statistics": sorted(inputs.base_stats)} if inputs.base_stats else {}),
         "fprs": list(DEFAULT_FPRS),
         "bootstrap": {"num": bootstrap, "unit": "sample", "seed": seed},
         "attacks": {},
@@ -157,14 +165,15 @@ def _check_statistics(inputs: AttackInputs, resolved: dict, skipped: dict, expli
 
     A spec that does not name its statistic and defaults to ``logit`` runs on
     the ``loss`` where stats/logit.npy is absent, and its diagnostics say so.
-    A statistic that is missing or bad fails a named attack now, not after
-    the attacks before it have run; from the default set it is skipped.
-    Returns spec -> the diagnostics of the fallback it took.
+    A statistic (or base-model statistic) that is missing or bad fails a
+    named attack now, not after the attacks before it have run; from the
+    default set it is skipped. Returns spec -> the diagnostics of the
+    fallback it took.
     """
     fallbacks = {}
     for spec, (attack, opt) in list(resolved.items()):
         name = getattr(opt, "statistic", None)
-        if name is None:
+        if name is None and not opt.base_statistics():
             continue
         if name == "logit" and name not in inputs.stats and "statistic" not in parse_spec(spec)[1]:
             resolved[spec] = (attack, dataclasses.replace(opt, statistic="loss"))
@@ -172,7 +181,10 @@ def _check_statistics(inputs: AttackInputs, resolved: dict, skipped: dict, expli
             logging.info("%s: stats/logit.npy is absent; running it on the loss", spec)
             name = "loss"
         try:
-            common.statistic(inputs, attack.name, name)
+            if name is not None:
+                common.statistic(inputs, attack.name, name)
+            for base_name in resolved[spec][1].base_statistics():
+                common.base_statistic(inputs, attack.name, base_name)
         except AttackInputError as err:
             if explicit:
                 raise
@@ -197,7 +209,7 @@ def run_attacks(
     """Run attacks on a work directory, evaluate them and write ``results/``.
 
     results.json: {"num_models", "num_samples", "seq_len", "targets",
-    "statistics", "fprs", "bootstrap", "skipped": {spec: reason},
+    "statistics", ["base_statistics"], "fprs", "bootstrap", "skipped": {spec: reason},
     "attacks": {spec: {"auc", "auc_ci", "num_positives", "num_negatives",
     "tpr_at_fpr": {"0.01": {"tpr", "ci", "num_negatives", "false_positives",
     "resolved"}, "0.001": ..., "0.0001": ...}, "per_target": {"auc": {"mean",

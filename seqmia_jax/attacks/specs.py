@@ -29,8 +29,14 @@ DEFAULT_ATTACKS: list[str] = [
     "minkpp",
     "refcal",
     "rmia",
+    "baseref",
+    "baseref:agg=topk,k=0.1",
 ]
-"""Attacks run when none are named; those whose inputs are absent are skipped."""
+"""Attacks run when none are named; those whose inputs are absent are skipped.
+
+Attacks that read the base model's statistics (``baseref``) apply only to
+shadows fine-tuned from a base: a from-scratch run leaves them out unlisted.
+"""
 
 
 def _parse_value(text: str) -> int | float | bool | str | None:
