@@ -9,7 +9,10 @@ A family is *calibrated* when its score compares the target's statistic with
 shadow models that did and did not train on the sample (per-sample difficulty
 calibration): univariate and sequence-aware LiRA, profile and the
 reference-based attacks. The baselines (loss, zlib, Min-K%, Min-K%++) score
-the target model alone.
+the target model alone. The base-model reference (``baseref``) compares the
+target with the pretrained base its shadows were fine-tuned from: a
+difficulty reference, but no shadow, so it is a baseline of its own and not
+calibrated in this sense.
 """
 
 import dataclasses
@@ -34,6 +37,13 @@ FAMILIES: tuple[Family, ...] = (
     Family("sequence-aware", ("seq",), "Reds", True),
     Family("profile", ("profile",), "Greens", True),
     Family("reference-based", ("refcal", "rmia"), "Purples", True),
+    # The pretrained base as the one reference model. Not "calibrated": that flag means IN
+    # and OUT shadows were compared, and the report ranks samples only by such an attack;
+    # the base saw no audit sample, so target minus base mixes what fine-tuning taught on
+    # every sample with what was memorized of this one. The agg=topk variant stays here
+    # too: a Min-K%-like order statistic of per-token differences, which models no
+    # dependence between positions, so it is not sequence-aware.
+    Family("base-model reference", ("baseref",), "YlOrBr", False),
     Family("baselines", ("loss", "zlib", "mink", "minkpp"), "Greys", False),
 )
 OTHER = Family("other", (), "Oranges", False)  # attacks registered after this table was written
