@@ -1,4 +1,4 @@
-"""Slow float64 numpy/scipy references for the LiRA attacks, used by the tests.
+"""Slow float64 numpy/scipy references for the LiRA and base-model attacks, used by the tests.
 
 Legend: S shadow models, N samples, L positions, T targets.
 
@@ -10,6 +10,7 @@ no sufficient statistics, no centering, no Cholesky chain, no padding.
 """
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import scipy.stats
@@ -412,3 +413,62 @@ def seq(
             evidence[ti, n, p] = e
             scores[ti, n] = e.sum()
     return scores, evidence
+
+
+# ------------------------------------------------------------------ base-model reference
+def baseref(x_SxNxL, base_NxL, mask_NxL, targets, statistic="loss", agg="mean", k=0.1):
+    """Per target and sample, the present positions' gains over the base, averaged or top-k.
+
+    The top-k count is ceil(k * present) in exact decimal arithmetic (k as written).
+    """
+    num_samples, length = base_NxL.shape
+    mask = np.ones((num_samples, length), bool) if mask_NxL is None else mask_NxL
+    out = np.zeros((len(targets), num_samples))
+    for i, t in enumerate(targets):
+        for n in range(num_samples):
+            gains = []
+            for position in np.flatnonzero(mask[n]):
+                target, base = float(x_SxNxL[t, n, position]), float(base_NxL[n, position])
+                gains.append(base - target if statistic == "loss" else target - base)
+            if agg == "mean":
+                out[i, n] = sum(gains) / len(gains)
+            else:
+                count = max(1, math.ceil(Fraction(str(k)) * len(gains)))
+                out[i, n] = sum(sorted(gains, reverse=True)[:count]) / count
+    return out
+
+
+def profile_weights(x_SxNxL, keep_SxN, mask_NxL, t, bins, difficulty_NxL=None, token_NxL=None):
+    """Profile LiRA's token weights for target t by loops over the other models.
+
+    A token's bin is its difficulty quantile bin (of ``difficulty_NxL``, else
+    of the other models' mean), paired with its token id when ``token_NxL``
+    is given; bins are dictionary keys, so no id range is assumed.
+    """
+    num_models, num_samples, length = x_SxNxL.shape
+    others = [s for s in range(num_models) if s != t]
+    mean = np.zeros((num_samples, length))
+    shift = np.zeros((num_samples, length))
+    noise = np.zeros((num_samples, length))
+    for n in range(num_samples):
+        ins = [s for s in others if keep_SxN[s, n]]
+        outs = [s for s in others if not keep_SxN[s, n]]
+        for position in range(length):
+            values_in = np.array([x_SxNxL[s, n, position] for s in ins], dtype=np.float64)
+            values_out = np.array([x_SxNxL[s, n, position] for s in outs], dtype=np.float64)
+            mean[n, position] = np.concatenate([values_in, values_out]).mean()
+            shift[n, position] = values_in.mean() - values_out.mean()
+            noise[n, position] = 0.5 * (values_in.var(ddof=1) + values_out.var(ddof=1))
+    feature = mean if difficulty_NxL is None else np.asarray(difficulty_NxL, np.float64)
+    edges = np.quantile(feature[mask_NxL], np.linspace(0, 1, bins + 1)[1:-1])
+    groups = {}
+    for n, position in zip(*np.nonzero(mask_NxL)):
+        key = int(np.searchsorted(edges, feature[n, position], side="right"))
+        if token_NxL is not None:
+            key = (key, int(token_NxL[n, position]))
+        groups.setdefault(key, []).append((n, position))
+    weights = np.zeros((num_samples, length))
+    for members in groups.values():
+        rows, cols = np.array(members).T
+        weights[rows, cols] = shift[rows, cols].mean() / noise[rows, cols].mean()
+    return weights
