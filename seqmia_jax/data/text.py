@@ -94,13 +94,12 @@ def _documents(name: str, corpus: bytes, cfg: DataConfig) -> tuple[int, np.ndarr
 
 
 @functools.lru_cache(maxsize=4)
-def _trained_bpe(name: str, corpus: bytes, seq_len: int, pool: tuple[int, ...], vocab_size: int):
-    """The BPE tokenizer trained on the documents outside ``pool``, once per process.
+def _trained_bpe(name: str, corpus: bytes, size: int, pool: tuple[int, ...], vocab_size: int):
+    """The BPE trained on the ``size``-byte documents outside ``pool``, once per process.
 
     Several stages load the same dataset; the key holds the corpus itself, so
     two corpora under one name (tfds splits) never share a tokenizer.
     """
-    size = BPE_BYTES_PER_TOKEN * seq_len
     outside = np.setdiff1d(np.arange(len(corpus) // size), pool)
     if not len(outside):
         raise ConfigError(
@@ -110,20 +109,16 @@ def _trained_bpe(name: str, corpus: bytes, seq_len: int, pool: tuple[int, ...], 
     return train_bpe([corpus[d * size : (d + 1) * size] for d in outside.tolist()], vocab_size)
 
 
-def _bpe_tokenizer(name: str, corpus: bytes, cfg: DataConfig, index_N: np.ndarray):
-    vocab_size = parse_tokenizer(cfg.tokenizer)[1]
-    return _trained_bpe(name, corpus, cfg.seq_len, tuple(index_N.tolist()), vocab_size)
-
-
 def _bpe_pool(name: str, corpus: bytes, cfg: DataConfig):
     """(tokenizer, int32 tokens_NxL, int64 pool byte spans_Nx2) of a BPE pool."""
     size, index_N = _documents(name, corpus, cfg)
-    tokenizer = _bpe_tokenizer(name, corpus, cfg, index_N)
+    vocab_size = parse_tokenizer(cfg.tokenizer)[1]
+    tokenizer = _trained_bpe(name, corpus, size, tuple(index_N.tolist()), vocab_size)
     seq_len = cfg.seq_len
     documents = [corpus[d * size : (d + 1) * size] for d in index_N.tolist()]
     tokens_NxL = np.zeros((len(index_N), seq_len), dtype=np.int32)
     spans_Nx2 = np.zeros((len(index_N), 2), dtype=np.int64)
-    for n, (document, tokens_T) in enumerate(zip(documents, tokenizer.encode_batch(documents))):
+    for n, tokens_T in enumerate(tokenizer.encode_batch(documents)):
         if len(tokens_T) < seq_len:
             start = int(index_N[n]) * size
             raise ConfigError(
