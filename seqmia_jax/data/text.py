@@ -123,7 +123,9 @@ def _bpe_pool(name: str, corpus: bytes, cfg: DataConfig):
             start = int(index_N[n]) * size
             raise ConfigError(
                 f"{name} document {int(index_N[n])} (bytes {start}-{start + size}) has only "
-                f"{len(tokens_T)} {cfg.tokenizer} tokens, fewer than data.seq_len={seq_len}"
+                f"{len(tokens_T)} {cfg.tokenizer} tokens, fewer than data.seq_len={seq_len} "
+                f"(a document holds {BPE_BYTES_PER_TOKEN} bytes per token); use a smaller V "
+                f"or another pool (data.selection, data.seed)"
             )
         tokens_NxL[n] = tokens_T[:seq_len]
         spans_Nx2[n, 0] = int(index_N[n]) * size
