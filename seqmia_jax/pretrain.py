@@ -188,7 +188,7 @@ def _abstract_one(cfg: ExperimentConfig, dataset: Dataset):
 
 
 def mean_loss(graphdef, params, tokens_WxL: np.ndarray, batch: int = 256) -> float:
-    """Mean per-token loss of one model on ``tokens_WxL``."""
+    """Mean per-token loss of one model on ``tokens_WxL`` (every window has L tokens)."""
     losses = jax.jit(lambda p, t: steps.token_losses(graphdef, p, t).mean(axis=1))
     total, count = 0.0, 0
     for lo in range(0, len(tokens_WxL), batch):
@@ -197,7 +197,7 @@ def mean_loss(graphdef, params, tokens_WxL: np.ndarray, batch: int = 256) -> flo
         padded[: len(part)] = part
         total += float(np.asarray(losses(params, padded))[: len(part)].sum())
         count += len(part)
-    return total / (count * tokens_WxL.shape[1])
+    return total / count
 
 
 def pretrain(

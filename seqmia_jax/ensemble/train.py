@@ -305,10 +305,10 @@ def train(
         graphdef, state, frozen = finetune.init_finetuned(cfg, base, mesh, tx, data_keys)
         memory_record = finetune.memory_bytes(cfg, base, tx, state, frozen)
         logging.info(
-            "fine-tuning (%s) from the base in %s: %s bytes of parameters and optimizer state "
+            "fine-tuning (%s) from base %s: %s bytes of parameters and optimizer state "
             "(full fine-tuning: %s)",
             cfg.train.finetune,
-            base.record.get("path", "its directory"),
+            fingerprint_sha_of(base),
             f"{memory_record['ensemble']:,}",
             f"{memory_record['full_finetune']:,}",
         )
