@@ -14,6 +14,7 @@ Every point writes ``<sweep>/<point>/results.json``; the sweep writes
 
 import copy
 import csv
+import dataclasses
 import hashlib
 import json
 import re
@@ -28,6 +29,7 @@ from seqmia_jax.config import ConfigError, from_config_dict, to_dict
 from seqmia_jax.ensemble.train import train
 from seqmia_jax.evaluation import metrics
 from seqmia_jax.pipeline import attack_settings
+from seqmia_jax.pretrain import pretrain
 from seqmia_jax.scoring import score
 from seqmia_jax.workdir import identity, json_ready, read_json, write_json
 
@@ -95,12 +97,29 @@ def _evaluate_subsampled(train_dir: Path, settings: dict, num_shadows: int) -> d
     }
 
 
+def base_dir_name(cfg) -> str:
+    """``base-<hash>`` of what a pretrained base depends on (data, model, base, seed)."""
+    what = {
+        "data": to_dict(cfg)["data"],
+        "model": to_dict(cfg)["model"],
+        "base": {k: v for k, v in to_dict(cfg)["base"].items() if k != "dir"},
+        "seed": cfg.seed,
+    }
+    text = json.dumps(what, sort_keys=True, default=str)
+    return "base-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def run_point(config_dict, overrides: dict, sweep_dir: Path) -> dict:
     """Trains/scores (if needed) and attacks one sweep point; returns its results.json."""
     point_cfg = apply_overrides(config_dict, overrides)
     cfg = from_config_dict(point_cfg)
     num_shadows = cfg.attack.num_shadows
     train_dir = training_dir(sweep_dir, cfg)
+    if cfg.base.source == "pretrain":
+        if not cfg.base.dir:  # points that need the same base share it
+            shared = str(sweep_dir / base_dir_name(cfg))
+            cfg = dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, dir=shared))
+        pretrain(cfg, train_dir)
     train(cfg, train_dir)
     score(cfg, train_dir)
     settings = {**attack_settings(cfg), "evidence_attack": None, "num_shadows": num_shadows}

@@ -150,6 +150,13 @@ class TrainLoop:
     tokens_per_step: int
     metrics: Path
     start_time: float = 0.0
+    rates: list = dataclasses.field(default_factory=list)  # tokens/s of each chunk run
+
+    @property
+    def steady_tokens_per_s(self) -> float | None:
+        """Median tokens/s over the chunks after the first (which compiles); None if none ran."""
+        rates = self.rates[1:] or self.rates
+        return float(np.median(rates)) if rates else None
 
     def run(self, state, data, extra, step, total, ckpt, stop_after_steps=None):
         """Trains from ``step`` to ``total`` (or ``stop_after_steps``): (state, step, last log record).
@@ -191,6 +198,7 @@ class TrainLoop:
                 self.start_time,
                 start_step,
             )
+            self.rates.append(record["tokens_per_s"])
             logging.info(
                 "step %d/%d  loss %.4f +- %.4f (min %.4f, max %.4f)  %.0f tokens/s  ETA %.0fs",
                 step,
@@ -369,6 +377,7 @@ def train(
         "strategy": strategy,
         "num_devices": mesh.size,
         "seconds": time.time() - start_time,
+        "tokens_per_s": loop.steady_tokens_per_s,
     }
     if dp_record is not None:
         summary["dp"] = dp_record
