@@ -22,8 +22,10 @@ def main(argv):
     def run():
         wd = Path(_WORKDIR.value)
         keep = np.load(wd / "membership.npy")
-        text = wd / "text_bytes.npy"
-        tokens = np.load(text) if text.exists() else None
+        # Token ids: tokens.npy for subword vocabularies, else the bytes themselves.
+        ids, text = wd / "tokens.npy", wd / "text_bytes.npy"
+        source = ids if ids.exists() else text if text.exists() else None
+        tokens = np.load(source, allow_pickle=False) if source is not None else None
         secret = wd / "stats" / "secret_mask.npy"
         secret_NxL = np.load(secret, allow_pickle=False) if secret.exists() else None
         report = {

@@ -116,8 +116,11 @@ def ngram_overlap_NxN(tokens_NxL: np.ndarray, n: int = 8):
     import scipy.sparse as sp
 
     num_samples = tokens_NxL.shape[0]
-    grams = np.lib.stride_tricks.sliding_window_view(tokens_NxL.astype(np.uint8), n, axis=1)
-    keys = np.ascontiguousarray(grams).view(np.dtype((np.void, n))).reshape(num_samples, -1)
+    # Bytes stay one byte each (as before); subword ids need four.
+    dtype = np.uint8 if tokens_NxL.max(initial=0) < 256 else np.dtype("<i4")
+    grams = np.lib.stride_tricks.sliding_window_view(tokens_NxL.astype(dtype), n, axis=1)
+    width = n * np.dtype(dtype).itemsize
+    keys = np.ascontiguousarray(grams).view(np.dtype((np.void, width))).reshape(num_samples, -1)
     _, gram_id = np.unique(keys.ravel(), return_inverse=True)
     rows = np.repeat(np.arange(num_samples), keys.shape[1])
     incidence = sp.csr_matrix(

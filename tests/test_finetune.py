@@ -174,6 +174,13 @@ def test_a_lora_audit_runs_end_to_end_and_stores_adapters_only(lora_audit):
     for name in ("base_loss", "base_logit"):
         assert np.load(path / "stats" / f"{name}.npy").shape == (n, length)
     assert (path / "tokenizer.json").exists() and (path / "base" / "tokenizer.json").exists()
+    # Subword ids for the token-level analyses, and each sample's bytes for zlib.
+    from seqmia_jax.data import load_dataset as load
+
+    dataset = load(cfg.data)
+    np.testing.assert_array_equal(np.load(path / "tokens.npy"), dataset.tokens_NxL)
+    text, lengths = np.load(path / "text_bytes.npy"), np.load(path / "text_lengths.npy")
+    assert text[0, : lengths[0]].tobytes() == dataset.raw_bytes(0)
     # The stored ensemble: S sets of adapters, no copy of the base.
     from seqmia_jax.data import load_dataset
     from seqmia_jax.ensemble.train import load_params
