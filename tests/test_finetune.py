@@ -170,6 +170,11 @@ def test_a_lora_audit_runs_end_to_end_and_stores_adapters_only(lora_audit):
     assert memory["ensemble"] < memory["full_finetune"] / 4
     base = json.loads((path / "base" / "base.json").read_text())
     assert base["test_loss"] > 0 and base["train_loss"] > 0
+    assert results["finetune"] == done["finetune"]
+    assert done["finetune"]["base_test_loss"] == base["test_loss"]
+    md = (path / "results" / "results.md").read_text()
+    assert f"Fine-tuned (lora) from base {done['finetune']['base']}" in md
+    assert f"{memory['ensemble']:,} bytes (full fine-tuning: {memory['full_finetune']:,})" in md
     n, length = cfg.data.num_samples, cfg.data.seq_len
     for name in ("base_loss", "base_logit"):
         assert np.load(path / "stats" / f"{name}.npy").shape == (n, length)

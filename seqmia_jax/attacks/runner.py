@@ -217,7 +217,7 @@ def run_attacks(
     "scores_file", ["evidence_file"], "epsilon_lower_bound": {"cp", "gdp", "delta",
     "confidence", ...}}}, ["exposure": ..., "extraction": {"secret":
     ..., "text": ...}]} (``seqmia_jax.evaluation.memorization``, present when the
-    score stage measured them), ["dp": train_done.json's DP-SGD record]}. NaN is
+    score stage measured them), ["dp": train_done.json's DP-SGD record], ["finetune": its fine-tuning record]}. NaN is
     written as null.
 
     ``stage_marker`` (the pipeline's record of the inputs and settings) is
@@ -244,9 +244,12 @@ def run_attacks(
     )
     # Exposure and extraction of every model, when the score stage measured them.
     results.update(memorization.sections(workdir, inputs.keep_SxN, bootstrap=bootstrap, seed=seed))
-    dp = _dp_record(Path(workdir))
-    if dp is not None:  # the accountant's (epsilon, delta) of DP-trained shadows
-        results["dp"] = dp
+    # The accountant's (epsilon, delta) of DP-trained shadows; the base and memory
+    # of fine-tuned ones.
+    for key in ("dp", "finetune"):
+        record = _training_record(Path(workdir), key)
+        if record is not None:
+            results[key] = record
     add_epsilon_lower_bounds(results, all_scores, inputs.keep_SxN, seed=seed)
     # The new results are built beside the old ones and swapped in whole, so a
     # crash at any point leaves the complete old results or the complete new ones.
@@ -294,10 +297,10 @@ def add_epsilon_lower_bounds(
         }
 
 
-def _dp_record(workdir: Path) -> dict | None:
-    """``train_done.json``'s DP-SGD record, if the shadows were trained with DP-SGD."""
+def _training_record(workdir: Path, key: str) -> dict | None:
+    """``train_done.json``'s ``dp`` (DP-SGD) or ``finetune`` record, if it has one."""
     path = workdir / "train_done.json"
-    return read_json(path).get("dp") if path.is_file() else None  # corrupt: one-line error
+    return read_json(path).get(key) if path.is_file() else None  # corrupt: one-line error
 
 
 def _write_results(out: Path, results: dict, all_scores: dict, evidence, evidence_attack) -> dict:

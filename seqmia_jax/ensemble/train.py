@@ -385,6 +385,8 @@ def train(
         summary["finetune"] = {
             "mode": cfg.train.finetune,
             "base": fingerprint_sha_of(base),
+            "base_train_loss": base.record["train_loss"],
+            "base_test_loss": base.record["test_loss"],  # on the audit pool, which it never saw
             "memory_bytes": memory_record,
         }
     if processes.is_primary():

@@ -97,6 +97,15 @@ def header_facts(results: dict, gap: dict | None, loss_path: Path | None = None)
             f"({dp['accountant']}; noise multiplier {dp['noise_multiplier']:.3g}, clip norm "
             f"{dp['clip_norm']:g}, sample rate {dp['sample_rate']:.3g}, {dp['steps']} steps)"
         )
+    tune = results.get("finetune")
+    if tune:
+        memory = tune["memory_bytes"]
+        facts.append(
+            f"Fine-tuned ({tune['mode']}) from base {tune['base']} (loss per token: "
+            f"{tune['base_train_loss']:.4f} on its corpus, {tune['base_test_loss']:.4f} on the "
+            f"audit pool); parameters + optimizer state {memory['ensemble']:,} bytes "
+            f"(full fine-tuning: {memory['full_finetune']:,})"
+        )
     return facts
 
 
