@@ -14,7 +14,11 @@
 #                  end to end, with diagnose: exposure, extraction and the ceiling at the
 #                  secret positions. SECRETS_CONFIG=configs/kjv_secrets.py:tiny tries it on a CPU;
 #   dp             the DP study (configs/study_dp.py:gpu; DP_CONFIG to change it) and its table,
-#                  with DP-SGD's training cost beside normal training (benchmark +dp labels).
+#                  with DP-SGD's training cost beside normal training (benchmark +dp labels);
+#   finetune       full fine-tuning and LoRA from one pretrained BPE base
+#                  (configs/kjv_finetune.py:gpu; FINETUNE_CONFIG to change it) as one sweep,
+#                  its side-by-side table, and diagnose on the full point. Needs the
+#                  tokenizers wheel in .whl/ (the GPU image lacks it).
 # Run from the repository root. Results: $OUT/session.tar.gz.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -95,6 +99,15 @@ if has dp; then
     --out="$OUT/s/dp_bench.json"
   run dp "${DP_TIMEOUT:-400}" python3 -m experiments.sweep --config="$DP_CONFIG" --workdir=runs/study_dp_gpu
   python3 -m experiments.study.dp_table runs/study_dp_gpu >"$OUT/s/dp_table.md" 2>&1
+fi
+if has finetune; then
+  FINETUNE_CONFIG=${FINETUNE_CONFIG:-configs/kjv_finetune.py:gpu}
+  run finetune "${FINETUNE_TIMEOUT:-400}" python3 -m experiments.sweep \
+    --config="$FINETUNE_CONFIG" --workdir=runs/finetune_gpu --config.base.dir=runs/finetune_gpu/base
+  python3 -m experiments.study.finetune_table runs/finetune_gpu >"$OUT/s/finetune_table.md" 2>&1
+  cp runs/finetune_gpu/base/base.json runs/finetune_gpu/sweep.csv "$OUT/s/" 2>/dev/null
+  python3 -m experiments.diagnose --workdir="$(ls -d runs/finetune_gpu/train-* | head -1)" \
+    --statistics=loss >"$OUT/s/finetune_diagnose.log" 2>&1
 fi
 tar -czf "$OUT/session.tar.gz" -C "$OUT" s && rm -rf "$OUT/s"
 ls -la "$OUT"
