@@ -20,6 +20,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if arg not in ("", "tiny", "gpu"):
         raise ValueError(f"unknown config argument {arg!r}; use '', 'tiny' or 'gpu'")
     cfg = kjv_gpt.get_config(arg)
+    # "balanced" (each sample IN for exactly S/2 models) or "poisson" (each sample in
+    # each model independently with probability 1/2: what the one-run bound needs).
+    cfg.membership = "balanced"
     cfg.train.dp_clip_norm = 1.0  # C: each example's gradient clipped to L2 norm 1
     cfg.train.dp_target_epsilon = 8.0  # sigma is derived from it (PLD accountant)
     cfg.train.dp_noise_multiplier = 0.0  # used only without a target epsilon

@@ -137,6 +137,10 @@ class AttackConfig:
 class ExperimentConfig:
     num_shadow_models: int = 16  # S
     seed: int = 0
+    # Membership design (seqmia_jax.membership): "balanced" (every sample IN for
+    # exactly S/2 models, every model on N/2 samples) or "poisson" (each sample in
+    # each model's training set independently with probability 1/2).
+    membership: str = added("balanced")
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)

@@ -1,21 +1,36 @@
 """The membership matrix ``keep_SxN``: which audit samples each shadow model trains on.
 
-Legend: S shadow models, N audit samples, M = N/2 samples per model (more
-with duplicated samples, see ``in_indices``).
+Legend: S shadow models, N audit samples, M rows per model (M = N/2 in the
+balanced design, more with duplicated samples, see ``in_indices``).
 
-The matrix is balanced both ways: every sample is IN for exactly S/2 models
-and every model trains on exactly N/2 samples. The second property lets all S
-models take the same number of optimizer steps per epoch and see each of their
-samples exactly once per epoch. It is built from complementary pairs: model
-``pair[2p]`` gets a seeded random half of the samples and ``pair[2p+1]`` the
-other half, with the pairing itself a seeded random permutation of the models.
-With duplicated samples (``data.duplicated_samples``) each half takes exactly
-half of the duplicated samples too, so every training set has the same size.
+Two designs (``ExperimentConfig.membership``):
+
+- ``"balanced"`` (the default): every sample is IN for exactly S/2 models and
+  every model trains on exactly N/2 samples. The second property lets all S
+  models take the same number of optimizer steps per epoch and see each of
+  their samples exactly once per epoch. It is built from complementary pairs:
+  model ``pair[2p]`` gets a seeded random half of the samples and
+  ``pair[2p+1]`` the other half, with the pairing itself a seeded random
+  permutation of the models. With duplicated samples
+  (``data.duplicated_samples``) each half takes exactly half of the duplicated
+  samples too, so every training set has the same size.
+- ``"poisson"``: each sample is in each model's training set independently
+  with probability 1/2, so per-sample IN counts and per-model training-set
+  sizes M_s vary. Independent inclusion is what Steinke et al.'s one-run
+  bound needs (``seqmia_jax.privacy``): a model's training set then says
+  nothing about any other model's. Training keeps shapes static by padding
+  every model's rows to the largest M_s with ``PAD`` (``padded_in_indices``).
 """
+
+from pathlib import Path
 
 import numpy as np
 
 from seqmia_jax.config import ConfigError
+from seqmia_jax.workdir import read_json
+
+DESIGNS = ("balanced", "poisson")
+PAD = -1  # a padding slot in a model's rows (``padded_in_indices``): never a sample
 
 
 def make_membership(
@@ -52,6 +67,27 @@ def make_membership(
     return keep_SxN
 
 
+def make_poisson_membership(num_models: int, num_samples: int, seed: int) -> np.ndarray:
+    """Returns a bool ``keep_SxN`` with every entry independently True with probability 1/2."""
+    if num_models < 2 or num_samples < 1:
+        raise ConfigError(
+            f"poisson membership needs >= 2 models and >= 1 sample; got {num_models} x {num_samples}"
+        )
+    rng = np.random.default_rng([seed, 0x706F6973])  # "pois": independent of the balanced stream
+    return rng.random((num_models, num_samples)) < 0.5
+
+
+def draw_membership(
+    design: str, num_models: int, num_samples: int, seed: int, copies_N: np.ndarray | None = None
+) -> np.ndarray:
+    """``keep_SxN`` of the named design (``DESIGNS``), drawn from ``seed``."""
+    if design == "balanced":
+        return make_membership(num_models, num_samples, seed, copies_N)
+    if design == "poisson":
+        return make_poisson_membership(num_models, num_samples, seed)
+    raise ConfigError(f"membership must be one of {', '.join(DESIGNS)}; got {design!r}")
+
+
 def in_indices(keep_SxN: np.ndarray, copies_N: np.ndarray | None = None) -> np.ndarray:
     """Returns the sorted IN sample indices of each model, int32 S x M.
 
@@ -70,12 +106,41 @@ def in_indices(keep_SxN: np.ndarray, copies_N: np.ndarray | None = None) -> np.n
     )
 
 
-def check_membership(keep_SxN: np.ndarray, where: str = "membership.npy") -> None:
-    """Raises a clear error unless ``keep_SxN`` is a balanced bool matrix."""
+def padded_in_indices(keep_SxN: np.ndarray, copies_N: np.ndarray | None = None) -> np.ndarray:
+    """Each model's sorted IN sample indices, padded with ``PAD`` to the largest M_s: int32 S x M.
+
+    For training sets of unequal size (the poisson design); a balanced
+    ``keep_SxN`` gives ``in_indices`` exactly, with no padding.
+    """
+    copies_N = np.ones(keep_SxN.shape[1], np.int64) if copies_N is None else copies_N
+    rows_S = [np.repeat(np.flatnonzero(row), copies_N[row]) for row in keep_SxN]
+    width = max(len(rows) for rows in rows_S)
+    rows_SxM = np.full((len(rows_S), width), PAD, np.int32)
+    for s, rows in enumerate(rows_S):
+        rows_SxM[s, : len(rows)] = rows
+    return rows_SxM
+
+
+def is_padded(rows_SxM: np.ndarray) -> bool:
+    """Whether some model's rows end in ``PAD`` slots (training sets of unequal size)."""
+    return bool(np.any(np.asarray(rows_SxM) == PAD))
+
+
+def check_membership(
+    keep_SxN: np.ndarray, where: str = "membership.npy", design: str = "balanced"
+) -> None:
+    """Raises a clear error unless ``keep_SxN`` is a bool matrix of ``design``.
+
+    A balanced matrix has every sample IN for exactly S/2 models; a poisson
+    one may have any counts (its draw is checked against the attacks'
+    leave-one-out needs by ``validation``).
+    """
     if keep_SxN.ndim != 2 or keep_SxN.dtype != bool:
         raise ConfigError(
             f"{where}: expected a 2-D bool array, got {keep_SxN.dtype} {keep_SxN.shape}"
         )
+    if design == "poisson":
+        return
     per_sample = keep_SxN.sum(axis=0)
     if not np.all(per_sample == keep_SxN.shape[0] // 2):
         bad = np.flatnonzero(per_sample != keep_SxN.shape[0] // 2)[:5]
@@ -114,3 +179,15 @@ def shadow_subset(keep_SxN: np.ndarray, target: int, num_shadows: int) -> np.nda
     partner = [m for m in own[0] if m != target]
     chosen = np.concatenate(others[: num_shadows // 2])
     return np.concatenate([[target], partner, chosen]).astype(np.int64)
+
+
+def recorded_design(workdir) -> str | None:
+    """The membership design a work directory's models were trained with, from its config.json.
+
+    "balanced" for a config.json older than the field; None without one
+    (statistics brought from elsewhere), where the design is unknown.
+    """
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        return None
+    return read_json(path).get("config", {}).get("membership", "balanced")

@@ -72,7 +72,10 @@ def _get(cfg: ExperimentConfig, dotted: str):
 def validate(cfg: ExperimentConfig) -> None:
     """Rejects impossible settings with a one-line message that names the field."""
     s = cfg.num_shadow_models
-    if s < MIN_SHADOW_MODELS or s % 2:
+    if cfg.membership not in ("balanced", "poisson"):
+        raise ConfigError(f"membership must be one of balanced, poisson; got {cfg.membership!r}")
+    balanced = cfg.membership == "balanced"
+    if s < MIN_SHADOW_MODELS or (s % 2 and balanced):
         raise ConfigError(
             f"num_shadow_models must be even (each sample is IN for exactly S/2 models) and "
             f">= {MIN_SHADOW_MODELS} (leave-one-out needs two IN and two OUT shadows besides "
@@ -94,7 +97,7 @@ def validate(cfg: ExperimentConfig) -> None:
             )
     _check_registered(cfg)
     data = cfg.data
-    if data.num_samples % 2:
+    if data.num_samples % 2 and balanced:
         raise ConfigError(
             "data.num_samples must be even so that every model trains on exactly N/2 samples; "
             f"got {data.num_samples}"
@@ -152,6 +155,8 @@ def validate(cfg: ExperimentConfig) -> None:
     _check_base(cfg)
     _check_targets(cfg)
     _check_attack_specs(cfg)
+    if not balanced:
+        _check_poisson(cfg)
 
 
 def _check_base(cfg: ExperimentConfig) -> None:
@@ -214,3 +219,30 @@ def _check_targets(cfg: ExperimentConfig) -> None:
             f"attack.num_shadows must be 0 (all) or even in [4, S-2={s - 2}]; "
             f"got {cfg.attack.num_shadows}"
         )
+
+
+def _check_poisson(cfg: ExperimentConfig) -> None:
+    """Poisson membership: no complementary pairs, and every sample keeps enough shadows.
+
+    The draw is made from the seed now (it is cheap) so that a membership the
+    attacks would refuse is refused before any training.
+    """
+    if cfg.attack.num_shadows:
+        raise ConfigError(
+            "attack.num_shadows > 0 evaluates targets against whole complementary pairs of "
+            "models, which membership='poisson' has none of; use membership='balanced'"
+        )
+    from seqmia_jax import membership
+    from seqmia_jax.attacks.base import AttackInputError
+    from seqmia_jax.attacks.inputs import check_membership, resolve_targets
+
+    s = cfg.num_shadow_models
+    keep_SxN = membership.make_poisson_membership(s, cfg.data.num_samples, cfg.seed)
+    try:
+        check_membership(keep_SxN, resolve_targets(parse_targets(cfg.attack.targets), s))
+    except AttackInputError as err:
+        detail = str(err).removeprefix("membership.npy: ")
+        raise ConfigError(
+            f"membership='poisson' with seed={cfg.seed}: {detail} (each sample's IN count is "
+            "Binomial(S, 1/2)), or another seed"
+        ) from None

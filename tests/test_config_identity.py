@@ -78,6 +78,7 @@ def test_marked_fields_are_the_documented_ones():
         "attack",
     }
     assert neutral == {
+        "membership": "balanced",
         "data.canary_tokens": 0,
         "data.duplicated_samples": 0,
         "data.duplicates": 1,

@@ -15,6 +15,15 @@ its own key.
   overflow probability over the whole run is below ``OVERFLOW_PROBABILITY``
   (``padded_batch``). An overflow would drop rows and is reported, not hidden:
   ``overflow_probability`` goes into ``train_done.json``.
+- **Training sets of unequal size** (the poisson membership design): the
+  rows are padded to the largest M_s with ``membership.PAD``, and a padding
+  slot is never in a batch. q is then fixed as B / (N/2) for every model
+  (``DPSettings.rate``), not B / M_s: every real row of every model is in a
+  step's batch with probability q, which is the per-example sampling rate
+  the accountant needs (its add-or-remove-one neighbour changes M_s by one
+  and q not at all). Model s's expected batch is q M_s, B on average over
+  models; the denominator stays B. P is sized for the largest M_s, which
+  bounds the overflow of every model.
 - **Clipping and noise.** Each example's gradient (of its mean token loss)
   is clipped to L2 norm C over the whole pytree; the clipped gradients of the
   included rows are summed, Gaussian noise of standard deviation sigma C is
@@ -34,6 +43,8 @@ import jax
 import jax.numpy as jnp
 from scipy import stats
 
+from seqmia_jax.membership import PAD
+
 OVERFLOW_PROBABILITY = 1e-6  # bound on P(any step's Poisson batch exceeds P) over a run
 
 
@@ -44,15 +55,20 @@ class DPSettings:
     expected_batch: int  # B = q M, the denominator
     padded_batch: int  # P, static
     microbatch: int  # rows of per-example gradients at a time (divides P)
+    rate: float = 0.0  # q for every model (unequal training sets); 0: B / M
 
     def sample_rate(self, num_rows: int) -> float:
-        return self.expected_batch / num_rows
+        return self.rate or self.expected_batch / num_rows
 
 
-def padded_batch(expected_batch: int, num_rows: int, total_steps: int, microbatch: int) -> int:
+def padded_batch(
+    expected_batch: int, num_rows: int, total_steps: int, microbatch: int, rate: float = 0.0
+) -> int:
     """The smallest multiple of ``microbatch`` that a Poisson batch exceeds with probability
-    at most ``OVERFLOW_PROBABILITY`` over ``total_steps`` steps (a union bound)."""
-    q = expected_batch / num_rows
+    at most ``OVERFLOW_PROBABILITY`` over ``total_steps`` steps (a union bound).
+
+    ``rate`` is q (0: ``expected_batch / num_rows``)."""
+    q = rate or expected_batch / num_rows
     per_step = OVERFLOW_PROBABILITY / max(total_steps, 1)
     size = int(stats.binom.isf(per_step, num_rows, q)) + 1
     size = min(max(size, expected_batch), num_rows)
@@ -61,13 +77,19 @@ def padded_batch(expected_batch: int, num_rows: int, total_steps: int, microbatc
 
 def overflow_probability(settings: DPSettings, num_rows: int, total_steps: int) -> float:
     """Union bound on the probability that some step drew more than P rows."""
-    q = settings.expected_batch / num_rows
+    q = settings.sample_rate(num_rows)
     return float(min(1.0, total_steps * stats.binom.sf(settings.padded_batch, num_rows, q)))
 
 
-def poisson_batch(key: jax.Array, rows_M: jax.Array, rate: float, size: int):
-    """Rows of one Poisson batch, padded to ``size``: ``(rows_P, mask_P)`` (float 0/1)."""
+def poisson_batch(key: jax.Array, rows_M: jax.Array, rate: float, size: int, padded=False):
+    """Rows of one Poisson batch, padded to ``size``: ``(rows_P, mask_P)`` (float 0/1).
+
+    With ``padded``, ``PAD`` slots of ``rows_M`` are never included (and read row 0).
+    """
     include_M = jax.random.bernoulli(key, rate, rows_M.shape)
+    if padded:
+        include_M = include_M & (rows_M != PAD)
+        rows_M = jnp.maximum(rows_M, 0)
     # Included rows first, in their order; the stable sort keeps it reproducible.
     order_M = jnp.argsort(~include_M, stable=True)[:size]
     return rows_M[order_M], include_M[order_M].astype(jnp.float32)
@@ -131,39 +153,53 @@ def make_settings(
     num_rows: int,
     total_steps: int,
     microbatch: int = 0,
+    rate: float = 0.0,
 ) -> DPSettings:
     """DP-SGD settings with the padded batch for M = ``num_rows`` rows over ``total_steps``.
 
-    ``microbatch`` 0 computes every per-example gradient of a batch at once.
+    ``microbatch`` 0 computes every per-example gradient of a batch at once;
+    ``rate`` fixes q for every model (0: ``batch_size / num_rows``).
     """
-    micro = microbatch or padded_batch(batch_size, num_rows, total_steps, 1)
+    micro = microbatch or padded_batch(batch_size, num_rows, total_steps, 1, rate)
     return DPSettings(
         clip_norm=float(clip_norm),
         noise_multiplier=float(noise_multiplier),
         expected_batch=int(batch_size),
-        padded_batch=padded_batch(batch_size, num_rows, total_steps, micro),
+        padded_batch=padded_batch(batch_size, num_rows, total_steps, micro, rate),
         microbatch=int(micro),
+        rate=float(rate),
     )
 
 
-def settings_for(cfg, num_rows: int, total_steps: int) -> tuple[DPSettings | None, dict | None]:
+def settings_for(
+    cfg, num_rows: int, total_steps: int, nominal_rows: float | None = None
+) -> tuple[DPSettings | None, dict | None]:
     """DP-SGD settings of a ``TrainConfig`` and the accountant's record, or (None, None).
 
-    ``num_rows`` is M, the rows each model trains on; the sample rate is
-    q = batch_size / M over ``total_steps`` steps. The record (written to
-    ``train_done.json``) holds the PLD accountant's epsilon at ``dp_delta``
-    (``seqmia_jax.privacy.accounting``) and the padding's overflow bound.
+    ``num_rows`` is M, the rows each model trains on (the largest M_s when
+    training sets differ in size); the sample rate is q = batch_size / M over
+    ``total_steps`` steps, or batch_size / ``nominal_rows`` when given (N/2
+    under poisson membership; the record then holds ``nominal_rows``). The
+    record (written to ``train_done.json``) holds the PLD accountant's
+    epsilon at ``dp_delta`` (``seqmia_jax.privacy.accounting``) and the
+    padding's overflow bound.
     """
     if not cfg.dp_clip_norm:
         return None, None
     from seqmia_jax.privacy import accounting
 
-    rate = cfg.batch_size / num_rows
+    rate = cfg.batch_size / (nominal_rows or num_rows)
     sigma = cfg.dp_noise_multiplier
     if cfg.dp_target_epsilon:
         sigma = accounting.noise_for_epsilon(cfg.dp_target_epsilon, rate, total_steps, cfg.dp_delta)
     settings = make_settings(
-        cfg.dp_clip_norm, sigma, cfg.batch_size, num_rows, total_steps, cfg.dp_microbatch
+        cfg.dp_clip_norm,
+        sigma,
+        cfg.batch_size,
+        num_rows,
+        total_steps,
+        cfg.dp_microbatch,
+        rate if nominal_rows else 0.0,
     )
     record = {
         "epsilon": accounting.epsilon(sigma, rate, total_steps, cfg.dp_delta),
@@ -177,4 +213,6 @@ def settings_for(cfg, num_rows: int, total_steps: int) -> tuple[DPSettings | Non
         "microbatch": settings.microbatch,
         "overflow_probability": overflow_probability(settings, num_rows, total_steps),
     }
+    if nominal_rows:
+        record["nominal_rows"] = nominal_rows
     return settings, record

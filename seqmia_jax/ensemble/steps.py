@@ -1,12 +1,23 @@
 """Pure training steps for one model, and the training chunk lifted to S models.
 
-Legend: S shadow models (S_loc: on this device), N audit samples, M = N/2
-samples per model, B batch per model, L positions, K steps per chunk.
+Legend: S shadow models (S_loc: on this device), N audit samples, M rows
+per model (N/2 in the balanced design), B batch per model, L positions, K
+steps per chunk.
 
 Each model draws its batches from its own IN set (``in_idx_SxM``) in its own
 order: at epoch e, model s visits ``in_idx[s, perm(fold_in(key_s, e))]``. The
 last batch of an epoch is padded with weight-0 rows, so every model sees each
-of its samples exactly once per epoch. Batch indices are generated on the
+of its samples exactly once per epoch.
+
+Training sets of unequal size (the poisson membership design,
+``Schedule.padded``) keep the shapes static: each model's rows are padded to
+the largest M with ``membership.PAD``, all models share ceil(M / B) steps per
+epoch, and the permutation runs over all M slots, so a model's padding slots
+fall at random places in its batches with weight 0 (the loss is a mean over
+the real rows). Each model still sees each of its samples exactly once per
+epoch, in batches of B * M_s / M real rows on average. A batch with no real
+row leaves the model unchanged (AdamW would otherwise take a momentum step on
+a zero gradient); DP-SGD steps never skip (``dp.poisson_batch``). Batch indices are generated on the
 device from the step counter: the host never feeds the loop. The epoch
 orders a chunk of K steps needs are drawn once per chunk, not once per step
 (a permutation is a sort of M keys).
@@ -24,6 +35,7 @@ from jax.sharding import Mesh
 from seqmia_jax.config import TrainConfig
 from seqmia_jax.ensemble import lift
 from seqmia_jax.ensemble.dp import DPSettings, poisson_batch, private_gradient
+from seqmia_jax.membership import PAD
 from seqmia_jax.models.build import merge
 
 DP_STREAM = 0xD9  # folded into a model's key for its Poisson batches and noise
@@ -34,8 +46,9 @@ class Schedule:
     """Static step bookkeeping shared by all models."""
 
     batch_size: int
-    samples_per_model: int  # M
+    samples_per_model: int  # M (the largest M_s when padded)
     epochs: int
+    padded: bool = False  # rows end in PAD slots: training sets of unequal size
 
     @property
     def steps_per_epoch(self) -> int:
@@ -95,6 +108,9 @@ def batch_indices(order_M: jax.Array, in_idx_M: jax.Array, step: jax.Array, sche
     slot_B = within * sched.batch_size + jnp.arange(sched.batch_size)
     weight_B = (slot_B < sched.samples_per_model).astype(jnp.float32)
     idx_B = in_idx_M[order_M[slot_B % sched.samples_per_model]]
+    if sched.padded:  # PAD slots weigh 0 and read row 0
+        weight_B = jnp.where(idx_B == PAD, 0.0, weight_B)
+        idx_B = jnp.maximum(idx_B, 0)
     return idx_B, weight_B
 
 
@@ -134,20 +150,26 @@ def make_model_chunk(
             if dp is not None:
                 batch_key, noise_key = jax.random.split(jax.random.fold_in(dp_key, step))
                 rate = dp.sample_rate(sched.samples_per_model)
-                idx_P, mask_P = poisson_batch(batch_key, in_idx_M, rate, dp.padded_batch)
+                idx_P, mask_P = poisson_batch(
+                    batch_key, in_idx_M, rate, dp.padded_batch, sched.padded
+                )
                 grads, loss = private_gradient(
                     loss_one, params, tokens_NxL[idx_P], mask_P, noise_key, dp
                 )
-                return loss, grads
+                return loss, grads, None
             order_M = orders_ExM[step // sched.steps_per_epoch - first_epoch]
             idx_B, weight_B = batch_indices(order_M, in_idx_M, step, sched)
-            return jax.value_and_grad(loss_fn)(params, tokens_NxL[idx_B], weight_B)
+            loss, grads = jax.value_and_grad(loss_fn)(params, tokens_NxL[idx_B], weight_B)
+            return loss, grads, (weight_B.sum() > 0) if sched.padded else None
 
         def step_fn(carry, i):
             params, opt_state = carry
-            loss, grads = gradient(params, step0 + i)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+            loss, grads, has_rows = gradient(params, step0 + i)
+            updates, new_opt_state = tx.update(grads, opt_state, params)
+            new = (optax.apply_updates(params, updates), new_opt_state)
+            if has_rows is not None:  # an all-padding batch: no step at all
+                new = jax.tree.map(lambda a, b: jnp.where(has_rows, a, b), new, carry)
+            return new, loss
 
         (params, opt_state), losses_K = jax.lax.scan(
             step_fn, (state["params"], state["opt_state"]), jnp.arange(num_steps)

@@ -1,6 +1,7 @@
 """The training stage: S shadow models trained as one ensemble, resumable.
 
-Legend: S shadow models, N audit samples, M = N/2 samples per model, L positions.
+Legend: S shadow models, N audit samples, M = N/2 samples per model (the
+largest M_s under poisson membership), L positions.
 
 ``train(cfg, workdir)`` is the whole stage. Re-running it after an interruption
 resumes from the latest checkpoint and ends with the same parameters as an
@@ -229,10 +230,14 @@ def load_or_make_membership(cfg: ExperimentConfig, wd: Workdir) -> np.ndarray:
     """
     if wd.membership.exists():
         keep_SxN = np.load(wd.membership)
-        membership.check_membership(keep_SxN, str(wd.membership))
+        membership.check_membership(keep_SxN, str(wd.membership), cfg.membership)
         return keep_SxN
-    keep_SxN = membership.make_membership(
-        cfg.num_shadow_models, cfg.data.num_samples, cfg.seed, training_copies(cfg.data)
+    keep_SxN = membership.draw_membership(
+        cfg.membership,
+        cfg.num_shadow_models,
+        cfg.data.num_samples,
+        cfg.seed,
+        training_copies(cfg.data),
     )
     if processes.is_primary():
         tmp = wd.membership.with_suffix(".tmp.npy")
@@ -247,13 +252,27 @@ def training_data(
     """What each model trains on: a token table and each model's rows in it, ``(T x L, S x M)``.
 
     Normally the table is the audit pool and model s's rows are its IN samples
-    (duplicated ones repeated). With secrets every model trains on every
-    carrier, OUT models with fresh secrets (``SecretLayout.training_data``).
+    (duplicated ones repeated); under poisson membership they are padded with
+    ``membership.PAD`` to the largest training set. With secrets every model
+    trains on every carrier, OUT models with fresh secrets
+    (``SecretLayout.training_data``).
     """
     if dataset.secrets is not None:
         return dataset.secrets.training_data(dataset.tokens_NxL, keep_SxN)
-    rows_SxM = membership.in_indices(keep_SxN, training_copies(cfg.data))
+    if cfg.membership == "poisson":
+        rows_SxM = membership.padded_in_indices(keep_SxN, training_copies(cfg.data))
+    else:
+        rows_SxM = membership.in_indices(keep_SxN, training_copies(cfg.data))
     return np.asarray(dataset.tokens_NxL, np.int32), rows_SxM
+
+
+def nominal_rows(cfg: ExperimentConfig, rows_SxM: np.ndarray) -> float | None:
+    """N/2, the expected rows per model, when training sets differ in size (else None).
+
+    DP-SGD's sample rate is then batch_size / (N/2) for every model
+    (``dp.settings_for``); DP-SGD refuses duplicated samples, so a row is a sample.
+    """
+    return cfg.data.num_samples / 2 if membership.is_padded(rows_SxM) else None
 
 
 @holds_lock
@@ -287,10 +306,17 @@ def train(
 
     keep_SxN = load_or_make_membership(cfg, wd)
     table_TxL, in_idx_SxM = training_data(cfg, dataset, keep_SxN)
-    sched = steps.Schedule(cfg.train.batch_size, in_idx_SxM.shape[1], cfg.train.epochs)
+    sched = steps.Schedule(
+        cfg.train.batch_size,
+        in_idx_SxM.shape[1],
+        cfg.train.epochs,
+        padded=membership.is_padded(in_idx_SxM),
+    )
     total = sched.total_steps
     tx = steps.make_optimizer(cfg.train, total)
-    dp_settings, dp_record = dp.settings_for(cfg.train, in_idx_SxM.shape[1], total)
+    dp_settings, dp_record = dp.settings_for(
+        cfg.train, in_idx_SxM.shape[1], total, nominal_rows(cfg, in_idx_SxM)
+    )
     if dp_record is not None:
         logging.info(
             "DP-SGD: sigma %.4g, clip %.4g, q %.4g, %d steps: epsilon %.4g at delta %g (%s)",
