@@ -104,11 +104,13 @@ def equal_count_moments(
     """Moments of one side after the equal-count removal (pure; traced in jitted programs).
 
     The side drops the target where it is on this side, else its designated
-    shadow, so it always uses K_side - 1 shadows. ``x_t_NxL`` is centered like
-    the sums. The variance is unfloored and >= 0.
+    shadow, so it always uses K_side - 1 shadows; without a designated shadow
+    (-1: independent inclusion, ``loo.py``) it drops the target only.
+    ``x_t_NxL`` is centered like the sums. The variance is unfloored and >= 0.
     """
     removed_NxL = jnp.where(target_on_side_N[:, None], x_t_NxL, side.designated_row_NxL)
-    k_N = side.count_N - 1.0
+    dropped_N = target_on_side_N | (side.designated_model_N >= 0)
+    k_N = side.count_N - jnp.where(dropped_N, 1.0, 0.0)
     s = side.total_NxL - removed_NxL
     mu_NxL = s / k_N[:, None]
     ss = side.sumsq_NxL - removed_NxL**2 - s * mu_NxL
