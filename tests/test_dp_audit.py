@@ -1,10 +1,12 @@
-"""DP audits end to end on tiny ensembles: the accountant's record and the soundness check."""
+"""DP audits end to end on tiny ensembles: the accountant's record and the soundness check,
+under the balanced and the poisson membership design."""
 
 import json
 
 import numpy as np
 import pytest
 
+from seqmia_jax import membership
 from seqmia_jax.pipeline import run_audit
 from seqmia_jax.privacy import accounting
 from tests.helpers import tiny_config
@@ -13,8 +15,13 @@ ATTACKS = "lira;lira:variance=fixed;lira:statistic=loss,variance=fixed;seq:cov=p
 
 
 def _bounds(results):
+    """Each attack's largest empirical lower bound (CP, GDP and, under poisson, one run)."""
     return {
-        spec: max(e["epsilon_lower_bound"]["cp"], e["epsilon_lower_bound"]["gdp"])
+        spec: max(
+            e["epsilon_lower_bound"][kind]
+            for kind in ("cp", "gdp", "one_run")
+            if kind in e["epsilon_lower_bound"]
+        )
         for spec, e in results["attacks"].items()
     }
 
@@ -86,3 +93,56 @@ def test_resume_and_eight_devices_equal_an_uninterrupted_one_device_run(tmp_path
         ]
     )
     assert diffs.max() < 1e-4 and np.mean(diffs > 1e-5) < 1e-3, (diffs.max(), np.mean(diffs > 1e-5))
+
+
+def _poisson_audit(path, num_models, **overrides):
+    cfg = tiny_config(
+        "kjv_dp",
+        **{"membership": "poisson", "num_shadow_models": num_models, "attack.attacks": ATTACKS},
+        **overrides,
+    )
+    return cfg, run_audit(cfg, path)["results"]
+
+
+def _check_poisson_run(cfg, path, results):
+    """The draw is the seed's, training sets differ, and every bound stays below the claim."""
+    keep_SxN = np.load(path / "membership.npy")
+    num_models, num_samples = cfg.num_shadow_models, cfg.data.num_samples
+    np.testing.assert_array_equal(
+        keep_SxN, membership.make_poisson_membership(num_models, num_samples, cfg.seed)
+    )
+    assert len(set(keep_SxN.sum(1))) > 1  # unequal training sets
+    record = results["dp"]
+    assert record["sample_rate"] == cfg.train.batch_size / (num_samples / 2)
+    assert record["nominal_rows"] == num_samples / 2
+    steps_per_epoch = -(-int(keep_SxN.sum(1).max()) // cfg.train.batch_size)
+    assert record["steps"] == cfg.train.epochs * steps_per_epoch
+    assert record["epsilon"] == pytest.approx(
+        accounting.epsilon(
+            record["noise_multiplier"], record["sample_rate"], record["steps"], cfg.train.dp_delta
+        )
+    )
+    for spec, attack in results["attacks"].items():
+        entry = attack["epsilon_lower_bound"]
+        assert entry["membership"] == "poisson"
+        assert ("one_run" in entry) == (spec != "rmia"), spec  # rmia reads the target's labels
+    bounds = _bounds(results)
+    assert all(b <= record["epsilon"] for b in bounds.values()), (record["epsilon"], bounds)
+    md = (path / "results" / "results.md").read_text()
+    assert "epsilon >= (one run)" in md
+
+
+def test_a_tiny_dp_audit_runs_end_to_end_under_poisson_membership(tmp_path):
+    cfg, results = _poisson_audit(tmp_path, 16)
+    _check_poisson_run(cfg, tmp_path, results)
+
+
+@pytest.mark.slow
+def test_soundness_under_poisson_membership_with_32_dp_models(tmp_path):
+    """S = 32 DP models at epsilon 1, trained 30 epochs: no attack's CP, GDP or one-run bound
+    exceeds the accountant's epsilon (the larger-ensemble soundness check)."""
+    cfg, results = _poisson_audit(
+        tmp_path, 32, **{"train.epochs": 30, "train.dp_target_epsilon": 1.0}
+    )
+    _check_poisson_run(cfg, tmp_path, results)
+    assert results["dp"]["epsilon"] <= 1.0 + 1e-9

@@ -12,11 +12,12 @@ import math
 import dp_accounting
 import numpy as np
 import pytest
+import scipy.optimize
 import scipy.special
 import scipy.stats
 from dp_accounting import pld, rdp
 
-from seqmia_jax.privacy import accounting, bounds
+from seqmia_jax.privacy import accounting, audit, bounds
 
 DELTA = 1e-5
 
@@ -365,6 +366,124 @@ def test_one_run_bound_solves_the_theorem_at_its_confidence(delta):
     assert _theorem_p_value(1000, 200, 150, eps, delta) == pytest.approx(0.1, abs=1e-9)
     assert _theorem_p_value(1000, 200, 150, eps, delta) <= 0.1
     assert _theorem_p_value(1000, 200, 150, eps + 1e-6, delta) > 0.1
+
+
+def test_one_run_p_value_equals_a_hand_computed_case():
+    # m = 4 canaries, r = 2 guesses, v = 2 right, eps = 1, delta = 0.01. With q = e / (1 + e):
+    # f(2) = q^2; f(1) - f(2) = P[B = 1] = 2 q (1 - q); (f(0) - f(2)) / 2 = (1 - q^2) / 2.
+    q = math.e / (1 + math.e)
+    slope = max(2 * q * (1 - q), (1 - q**2) / 2)
+    want = q**2 + 2 * 4 * 0.01 * slope
+    assert bounds._one_run_p_value(4, 2, 2, 1.0, 0.01) == pytest.approx(want, rel=1e-12)
+    assert bounds._one_run_p_value(4, 2, 2, 1.0, 0.0) == pytest.approx(q**2, rel=1e-12)
+
+
+def test_one_run_bound_solves_a_hand_computed_case():
+    # 20 canaries; guess "in" for the top 5 and "out" for the bottom 5, 9 of 10 right.
+    # Pure DP: P[Binomial(10, q) >= 9] = 10 q^9 (1 - q) + q^10 = 0.05 at the bound.
+    included = np.zeros(20, bool)
+    included[:4] = True  # top 5: 4 members (1 wrong)
+    included[5:15:2] = True  # the middle: abstained
+    scores = -np.arange(20.0)  # bottom 5 (15..19): non-members, all right
+    result = bounds.epsilon_lower_bound_one_run(scores, included, 5, 5, 0.0)
+    assert (result["num_guesses"], result["num_correct"]) == (10, 9)
+    q = scipy.optimize.brentq(lambda q: 10 * q**9 * (1 - q) + q**10 - 0.05, 0.5, 1.0, xtol=1e-15)
+    assert result["epsilon"] == pytest.approx(scipy.special.logit(q), abs=1e-9)
+
+
+def test_one_run_bound_is_monotone():
+    rng = np.random.default_rng(4)
+    included = rng.random(400) < 0.5
+    previous = -1.0
+    for flips in (60, 40, 20, 0):  # fewer wrong guesses among the 100 guessed: a larger bound
+        scores = included + 0.0
+        scores[:flips] = 1.0 - scores[:flips]  # wrong labels on some canaries
+        scores += 1e-3 * rng.random(400)
+        eps = bounds.epsilon_lower_bound_one_run(scores, included, 50, 50, DELTA)["epsilon"]
+        assert eps >= previous
+        previous = eps
+    scores = included + 0.3 * rng.normal(size=400)
+    by_delta = [
+        bounds.epsilon_lower_bound_one_run(scores, included, 50, 50, d)["epsilon"]
+        for d in (0.0, 1e-6, 1e-4, 1e-3)
+    ]
+    assert by_delta == sorted(by_delta, reverse=True) and by_delta[0] > by_delta[-1]
+    by_confidence = [
+        bounds.epsilon_lower_bound_one_run(scores, included, 50, 50, DELTA, c)["epsilon"]
+        for c in (0.5, 0.9, 0.95, 0.999)
+    ]
+    assert by_confidence == sorted(by_confidence, reverse=True)
+
+
+# --- the attack stage's entry (privacy.audit) -------------------------------------------------
+
+
+def test_guess_counts_are_a_fixed_grid_of_half_the_canaries():
+    assert audit.guess_counts(64) == [1, 3, 10, 32]
+    assert audit.guess_counts(1000) == [10, 50, 150, 500]
+    assert audit.guess_counts(2) == [1]
+
+
+def test_one_run_bound_is_the_largest_bonferroni_corrected_test():
+    scores_TxN, labels_TxN = _ensemble_scores(2, num_samples=400)
+    test = [4, 5, 6, 7]
+    result = audit.one_run_bound(scores_TxN, labels_TxN, test, DELTA, 0.95)
+    counts = audit.guess_counts(400)
+    assert result["tests"] == 4 * len(counts)
+    assert result["test_confidence"] == pytest.approx(1 - 0.05 / (4 * len(counts)))
+    each = [
+        bounds.epsilon_lower_bound_one_run(
+            scores_TxN[t], labels_TxN[t], k, k, DELTA, result["test_confidence"]
+        )["epsilon"]
+        for t in test
+        for k in counts
+    ]
+    assert result["epsilon"] == max(each) > 0.5
+    assert result["target_row"] in test and result["num_canaries"] == 400
+
+
+def test_one_run_entry_is_sound_on_randomized_response_over_targets():
+    # Four eps-DP "targets" (randomized response on independent inclusion), bounded as the
+    # attack stage does: the largest of 4 x 4 tests exceeds eps at most 5% of the time.
+    eps_true, reps = 1.0, 100
+    violations = 0
+    for seed in range(reps):
+        rng = np.random.default_rng(seed)
+        pairs = [_one_run_randomized_response(rng, eps_true, 500) for _ in range(4)]
+        scores_TxN = np.stack([p[0] for p in pairs]) + 1e-3 * rng.random((4, 500))
+        labels_TxN = np.stack([p[1] for p in pairs])
+        result = audit.one_run_bound(scores_TxN, labels_TxN, [0, 1, 2, 3], 0.0, 0.95)
+        violations += result["epsilon"] > eps_true
+    assert violations <= _allowed_violations(reps)
+
+
+def test_attack_bounds_add_the_one_run_bound_only_under_poisson_membership():
+    scores_TxN, labels_TxN = _ensemble_scores(3, num_samples=200)
+    targets_T = np.arange(10, 18)
+    kwargs = {"delta": DELTA, "confidence": 0.95, "seed": 0}
+    for design in ("balanced", None):
+        entry = audit.attack_bounds(
+            "lira", scores_TxN, labels_TxN, targets_T, **kwargs, design=design
+        )
+        assert "one_run" not in entry and entry["membership"] == (design or "unknown")
+    entry = audit.attack_bounds(
+        "lira", scores_TxN, labels_TxN, targets_T, **kwargs, design="poisson"
+    )
+    want = audit.one_run_bound(scores_TxN, labels_TxN, np.arange(4, 8), DELTA, 0.95)
+    assert entry["one_run"] == want["epsilon"] > 0
+    assert entry["one_run_detail"]["target"] == targets_T[want["target_row"]]
+    assert entry["held_out_targets"] == [14, 15, 16, 17]
+    audited = bounds.audit_scores(scores_TxN, labels_TxN, range(4), range(4, 8), DELTA)
+    assert entry["cp"] == audited["cp"]["epsilon"] and entry["gdp"] == audited["gdp"]["epsilon"]
+    for spec, skipped in (
+        ("rmia", True),
+        ("rmia:population=out", True),
+        ("rmia:population=all", False),
+    ):
+        entry = audit.attack_bounds(
+            spec, scores_TxN, labels_TxN, targets_T, **kwargs, design="poisson"
+        )
+        assert ("one_run_skipped" in entry) == skipped and ("one_run" in entry) != skipped
 
 
 # --- jax_privacy, when installed ----------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
+from seqmia_jax import membership
 from seqmia_jax.attacks import common
 from seqmia_jax.attacks.base import ATTACKS, Attack, AttackInputError, AttackInputs, AttackOptions
 from seqmia_jax.attacks.inputs import (  # noqa: F401  (re-exported)
@@ -215,7 +216,7 @@ def run_attacks(
     "resolved"}, "0.001": ..., "0.0001": ...}, "per_target": {"auc": {"mean",
     "std", "min", "max"}, "tpr@0.001": {...}}, "seconds", "diagnostics",
     "scores_file", ["evidence_file"], "epsilon_lower_bound": {"cp", "gdp", "delta",
-    "confidence", ...}}}, ["exposure": ..., "extraction": {"secret":
+    "confidence", "membership", ..., ["one_run", "one_run_detail"]}}}, ["exposure": ..., "extraction": {"secret":
     ..., "text": ...}]} (``seqmia_jax.evaluation.memorization``, present when the
     score stage measured them), ["dp": train_done.json's DP-SGD record], ["finetune": its fine-tuning record]}. NaN is
     written as null.
@@ -250,7 +251,8 @@ def run_attacks(
         record = _training_record(Path(workdir), key)
         if record is not None:
             results[key] = record
-    add_epsilon_lower_bounds(results, all_scores, inputs.keep_SxN, seed=seed)
+    design = membership.recorded_design(workdir)
+    add_epsilon_lower_bounds(results, all_scores, inputs.keep_SxN, seed=seed, design=design)
     # The new results are built beside the old ones and swapped in whole, so a
     # crash at any point leaves the complete old results or the complete new ones.
     owned = OWNED + (STAGE_MARKER,) * (stage_marker is not None)
@@ -263,38 +265,41 @@ def run_attacks(
 
 
 def add_epsilon_lower_bounds(
-    results: dict, all_scores: dict, keep_SxN: np.ndarray, *, seed: int = 0
+    results: dict,
+    all_scores: dict,
+    keep_SxN: np.ndarray,
+    *,
+    seed: int = 0,
+    design: str | None = None,
 ) -> None:
-    """Each attack's empirical epsilon lower bounds (``seqmia_jax.privacy.bounds``), in place.
+    """Each attack's empirical epsilon lower bounds (``seqmia_jax.privacy.audit``), in place.
 
     The threshold is chosen on the first half of the targets and the bound is
     evaluated on the second half, so choosing it does not inflate the bound.
     Delta is the DP run's delta, or ``NON_DP_DELTA``. The confidence (95%)
     is nominal over pooled (target, sample) pairs; ``audit_scores`` says why.
+    ``design`` is the membership design (None: unknown); the one-run bound
+    is added only under "poisson".
     """
-    from seqmia_jax.privacy import bounds
+    from seqmia_jax.privacy import audit
 
     targets_T = np.asarray(results["targets"])
     if len(targets_T) < 2:
         results["epsilon_lower_bound_skipped"] = "needs at least 2 targets (validation, held out)"
         return
     delta = results.get("dp", {}).get("delta", NON_DP_DELTA)
-    half = len(targets_T) // 2
-    val_T, test_T = np.arange(half), np.arange(half, len(targets_T))
     labels_TxN = np.asarray(keep_SxN, bool)[targets_T]
     for spec, scores_TxN in all_scores.items():
-        audit = bounds.audit_scores(
-            scores_TxN, labels_TxN, val_T, test_T, delta, BOUND_CONFIDENCE, seed=seed
+        results["attacks"][spec]["epsilon_lower_bound"] = audit.attack_bounds(
+            spec,
+            scores_TxN,
+            labels_TxN,
+            targets_T,
+            delta,
+            BOUND_CONFIDENCE,
+            design=design,
+            seed=seed,
         )
-        results["attacks"][spec]["epsilon_lower_bound"] = {
-            "cp": audit["cp"]["epsilon"],
-            "gdp": audit["gdp"]["epsilon"],
-            "delta": delta,
-            "confidence": BOUND_CONFIDENCE,
-            "validation_targets": targets_T[val_T].tolist(),
-            "held_out_targets": targets_T[test_T].tolist(),
-            "held_out_pairs": audit["num_test_pairs"],
-        }
 
 
 def _training_record(workdir: Path, key: str) -> dict | None:
