@@ -36,7 +36,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(workdir: Path, logs: list[Path]) -> list[subprocess.Popen]:
+def _start(workdir: Path, logs: list[Path], config_flags: list[str]) -> list[subprocess.Popen]:
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
@@ -53,7 +53,7 @@ def _start(workdir: Path, logs: list[Path]) -> list[subprocess.Popen]:
             sys.executable,
             "-m",
             "tests.multihost_driver",
-            "--config=configs/kjv_gpt.py:tiny",
+            *config_flags,
             f"--workdir={workdir}",
             f"--coordinator_address=localhost:{port}",
             f"--num_processes={NUM_PROCESSES}",
@@ -102,14 +102,32 @@ def _leaves(tree) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-def test_two_processes_equal_one_process(tmp_path):
+@pytest.mark.parametrize("kind", ["scratch", "lora"])
+def test_two_processes_equal_one_process(tmp_path, kind):
+    """From scratch, and LoRA from a base pretrained here first (pretraining is one process)."""
     multi, single = tmp_path / "multi", tmp_path / "single"
     logs = [tmp_path / f"process_{i}.log" for i in range(NUM_PROCESSES)]
+    if kind == "lora":
+        from configs import kjv_finetune
+        from seqmia_jax.config import from_config_dict
+        from seqmia_jax.pretrain import pretrain
+        from seqmia_jax.sweep import apply_overrides
+
+        base = tmp_path / "base"
+        raw = kjv_finetune.get_config("tiny,lora")
+        cfg = from_config_dict(apply_overrides(raw, {"base.dir": str(base)}))
+        pretrain(cfg, tmp_path)
+        config_flags = [
+            "--config=configs/kjv_finetune.py:tiny,lora",
+            f"--config.base.dir={base}",
+        ]
+    else:
+        cfg = tiny_config()
+        config_flags = ["--config=configs/kjv_gpt.py:tiny"]
     deadline = time.monotonic() + TIMEOUT_S
-    procs = _start(multi, logs)
+    procs = _start(multi, logs, config_flags)
     try:
         # The single-process reference runs here meanwhile, on this process's 8 devices.
-        cfg = tiny_config()
         train(cfg, single)
         score(cfg, single)
     finally:
@@ -121,6 +139,13 @@ def test_two_processes_equal_one_process(tmp_path):
 
     # Process 0 wrote every file once: the same files, the log not doubled, no leftovers.
     assert _files(multi) == _files(single)
+    if kind == "lora":
+        assert "stats/base_loss.npy" in _files(multi)
+        np.testing.assert_allclose(
+            np.load(multi / "stats" / "base_loss.npy"),
+            np.load(single / "stats" / "base_loss.npy"),
+            rtol=1e-5,
+        )
     assert not list(multi.rglob("*.tmp*"))
     metrics = [json.loads(line) for line in (multi / "metrics.jsonl").read_text().splitlines()]
     expected = [json.loads(line) for line in (single / "metrics.jsonl").read_text().splitlines()]

@@ -57,11 +57,16 @@ def put_sharded(tree, mesh: Mesh):
     return jax.tree.map(place, tree)
 
 
-def put_replicated(x, mesh: Mesh):
+def put_replicated(tree, mesh: Mesh):
+    """Places every leaf of ``tree`` (host numpy or arrays), whole, on every device of the mesh."""
     if jax.process_count() == 1:
-        return jax.device_put(x, replicated(mesh))
-    x = np.asarray(x)
-    return jax.make_array_from_callback(x.shape, replicated(mesh), lambda idx: x[idx])
+        return jax.device_put(tree, replicated(mesh))
+
+    def place(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, replicated(mesh), lambda idx: x[idx])
+
+    return jax.tree.map(place, tree)
 
 
 def to_host(tree):
