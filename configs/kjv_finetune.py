@@ -8,7 +8,9 @@ fully (``train.finetune="full"``) or through LoRA adapters on a frozen base
 names it, so the full and LoRA audits share one.
 
 Arguments, comma-separated: "" (default, CPU), "tiny" (tests), "gpu" (one
-H100/H200), and "lora" with any of them.
+H100/H200), and "lora" with any of them. "lora" sets ``train.finetune="lora"``
+and LoRA's higher learning rate; ``--config.train.finetune=lora`` alone keeps
+full fine-tuning's rate.
 
     python -m experiments.run --config=configs/kjv_finetune.py
     python -m experiments.run --config=configs/kjv_finetune.py:lora
