@@ -82,17 +82,17 @@ def fingerprint(cfg: ExperimentConfig, dataset: Dataset, corpus) -> dict:
         "dataset": cfg.data.name,
         "corpus_sha256": corpus.sha256,
         "corpus": corpus.description,
-        "train": {
+        # Named as the config names them, so a mismatch reads "base.epochs: 3 in the base, ...".
+        "base": {
             "epochs": train.epochs,
             "batch_size": train.batch_size,
             "learning_rate": train.learning_rate,
             "warmup_steps": train.warmup_steps,
-            "weight_decay": train.weight_decay,
-            "grad_clip": train.grad_clip,
             "max_windows": cfg.base.max_windows,
-            "seed": cfg.seed,
-            "compute_dtype": cfg.model.compute_dtype,
         },
+        "train": {"weight_decay": train.weight_decay, "grad_clip": train.grad_clip},
+        "seed": cfg.seed,
+        "compute_dtype": cfg.model.compute_dtype,
     }
 
 

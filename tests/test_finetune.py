@@ -236,7 +236,7 @@ def test_a_base_is_reused_and_a_workdir_refuses_another_base(lora_audit, tmp_pat
         pretrain.pretrain(wider, tmp_path / "w")
     # A base trained with other settings in the same base.dir is refused, not replaced.
     changed = tiny_config("kjv_finetune", **{"base.epochs": 3})
-    with pytest.raises(WorkdirError, match=r"train\.epochs: 1 in the base, 3"):
+    with pytest.raises(WorkdirError, match=r"base\.epochs: 1 in the base, 3 in the config"):
         pretrain.pretrain(changed, path)
 
 
