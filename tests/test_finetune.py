@@ -264,3 +264,19 @@ def test_finetuning_resumes_and_eight_devices_equal_one(tmp_path, mode):
         ]
     )
     assert diffs.max() < 1e-4 and np.mean(diffs > 1e-5) < 1e-3, (diffs.max(), np.mean(diffs > 1e-5))
+
+
+def test_dp_sgd_trains_lora_adapters(tmp_path):
+    """DP-SGD clips and noises the adapters' per-example gradients; the audit reports both."""
+    from configs import kjv_finetune
+    from seqmia_jax.pipeline import run_audit
+
+    raw = kjv_finetune.get_config("tiny,lora")
+    raw.train.dp_clip_norm = 1.0
+    raw.train.dp_noise_multiplier = 1.0
+    raw.attack.attacks = "lira;baseref;loss"
+    out = run_audit(from_config_dict(raw), tmp_path)["results"]
+    done = json.loads((tmp_path / "train_done.json").read_text())
+    assert out["dp"] == done["dp"] and out["dp"]["epsilon"] > 0
+    assert out["finetune"]["mode"] == "lora"
+    assert {"lira", "baseref", "loss"} <= set(out["attacks"])
