@@ -22,6 +22,14 @@ target's fit:
   parameters could reach, against the same for the sequence mean
   (``per_token_ceiling``): how much sequence-awareness could add under a
   Gaussian model with independent positions, before any attack is fitted.
+- ``covariance_ceiling``: the same ceiling for tests that model the
+  covariance of the positions (d'^2 = d^T C^-1 d): a per-sample full
+  covariance (shrunk toward its diagonal) and one correlation pooled over
+  samples, with a label-permutation null and a decorrelated control that
+  show how much of each is estimation bias (docs/ceiling.md).
+- ``correlation_excess``: per-sample correlations of the OUT residuals
+  against a null with each position's shadows permuted independently, which
+  pooling by position index cannot see.
 - ``cross_sample``: for text, how much of a sample's OUT variance is explained
   by how many of its n-grams a shadow saw in *other* IN samples.
 
@@ -289,6 +297,331 @@ def per_token_ceiling(
     return report
 
 
+def _pair_halves(keep_SxN: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
+    """Two disjoint halves of whole complementary pairs (each sample balanced in each), or why not."""
+    try:
+        pairs_Px2 = membership.complementary_pairs(keep_SxN)
+    except ValueError as err:
+        return f"needs complementary model pairs ({err})"
+    if len(pairs_Px2) < 4:
+        return f"needs at least 4 complementary pairs; got {len(pairs_Px2)}"
+    return pairs_Px2[0::2].ravel(), pairs_Px2[1::2].ravel()
+
+
+def _sample_subset(num_samples: int, max_samples: int) -> np.ndarray:
+    return np.linspace(0, num_samples - 1, min(max_samples, num_samples)).astype(int)
+
+
+def shrink_to_diagonal(corr_XxLxL: np.ndarray, df: float) -> tuple[np.ndarray, np.ndarray]:
+    """Correlation matrices shrunk toward the identity, with an analytic intensity per matrix.
+
+    R_shrunk = (1 - lam) R + lam I, lam = sum_{i != j} var(r_ij) / sum_{i != j} r_ij^2
+    (Schaefer and Strimmer's target "D", the Ledoit-Wolf intensity for shrinking a
+    covariance toward its diagonal), with the Gaussian var(r_ij) = (1 - rho_ij^2)^2 / df
+    of a correlation on ``df`` degrees of freedom. rho_ij^2 is estimated by r_ij^2 - 1/df
+    (E r^2 = rho^2 + 1/df near rho = 0); the plug-in r_ij^2 would understate var(r_ij)
+    and leave lam near 1 - 2/df for independent positions, where this gives about 1.
+    Returns the shrunk matrices and lam per matrix.
+    """
+    length = corr_XxLxL.shape[-1]
+    off = ~np.eye(length, dtype=bool)
+    r2 = np.where(off, corr_XxLxL**2, 0.0)
+    rho2 = r2 - 1.0 / df  # unclipped: clipping at 0 would bias it up under independence
+    noise = np.where(off, (1.0 - rho2) ** 2, 0.0).sum((-2, -1)) / df
+    lam_X = np.clip(noise / np.maximum(r2.sum((-2, -1)), 1e-300), 0.0, 1.0)
+    eye = np.eye(length)
+    return (1.0 - lam_X[..., None, None]) * corr_XxLxL + lam_X[..., None, None] * eye, lam_X
+
+
+def _split_moments(x_SxNxL, keep_SxN, halves):
+    """Per half the IN - OUT shift and its noise factor 1/k_in + 1/k_out; the within-group residuals.
+
+    Residuals are taken from the four (half, side) means, so they have S - 4
+    degrees of freedom and, for Gaussian data, are independent of every mean:
+    a covariance estimated from them is independent of both halves' shifts.
+    """
+    shifts, factors, resid = [], [], []
+    for h in halves:
+        x, on = x_SxNxL[h], keep_SxN[h][..., None]
+        k_in = on.sum(0)
+        mu_in = (x * on).sum(0) / k_in
+        mu_out = (x * ~on).sum(0) / (len(h) - k_in)
+        shifts.append(mu_in - mu_out)
+        factors.append((1.0 / k_in + 1.0 / (len(h) - k_in))[:, 0])
+        resid.append(x - np.where(on, mu_in, mu_out))
+    return shifts, factors, np.concatenate(resid), len(x_SxNxL) - 2 * len(halves)
+
+
+def _quadratic(z_a, z_b, factor_a, factor_b, inv_prod):
+    """Cross-fitted z_a^T R^-1 z_b and its noise variance, given ``inv_prod(z) = R^-1 z``.
+
+    With W = C^-1 fixed, var(d_a^T W d_b) = c_b d^T W d + c_a d^T W d + c_a c_b L;
+    the unbiased plug-in replaces d^T W d by d_a^T W d_a - c_a L (and likewise for b).
+    """
+    y_a, y_b = inv_prod(z_a), inv_prod(z_b)
+    estimate = (z_a * y_b).sum(-1)
+    length = z_a.shape[-1]
+    noise = factor_b * (z_a * y_a).sum(-1) + factor_a * (z_b * y_b).sum(-1)
+    return estimate, np.maximum(noise - factor_a * factor_b * length, 0.0)
+
+
+def _covariance_estimates(x_SxNxL, keep_SxN, halves, chunk) -> tuple[dict, dict]:
+    """Per-sample cross-fitted d'^2 estimates and their noise, for the mean, diag, pooled and full."""
+    (d_a, d_b), (c_a, c_b), resid_SxNxL, df = _split_moments(x_SxNxL, keep_SxN, halves)
+    var_NxL = np.maximum((resid_SxNxL**2).sum(0) / df, 1e-300)
+    sd_NxL = np.sqrt(var_NxL)
+    z_res = resid_SxNxL / sd_NxL
+    z_a, z_b = d_a / sd_NxL, d_b / sd_NxL
+    num_samples = var_NxL.shape[0]
+    est, noise = {}, {}
+    # The mean's test: d'^2 = (1^T d)^2 / 1^T C 1, C with its correlations.
+    var_sum = (resid_SxNxL.sum(-1) ** 2).sum(0) / df
+    est["mean"], noise["mean"] = _quadratic(
+        d_a.sum(-1, keepdims=True) / np.sqrt(var_sum)[:, None],
+        d_b.sum(-1, keepdims=True) / np.sqrt(var_sum)[:, None],
+        c_a,
+        c_b,
+        lambda z: z,
+    )
+    # Diagonal (independent positions): per_token_ceiling's estimate, term by term.
+    est["diag"] = (z_a * z_b).sum(-1)
+    ca, cb = c_a[:, None], c_b[:, None]
+    noise["diag"] = np.maximum(cb * z_a**2 + ca * z_b**2 - ca * cb, 0.0).sum(-1)
+    # Pooled: one correlation over samples (N (S - 4) degrees of freedom), per-sample variances.
+    pooled = np.einsum("snl,snm->lm", z_res, z_res) / (df * num_samples)
+    pooled_shrunk, lam_pooled = shrink_to_diagonal(pooled, df * num_samples)
+    pooled_inv = np.linalg.inv(pooled_shrunk)
+    est["pooled"], noise["pooled"] = _quadratic(z_a, z_b, c_a, c_b, lambda z: z @ pooled_inv)
+    # Full: each sample's own correlation (S - 4 degrees of freedom), shrunk toward I.
+    # Where S - 4 > L + 3 also unshrunk, scaled to be unbiased: for Gaussian data
+    # E[C_hat^-1] = df / (df - L - 1) C^-1 (inverse Wishart), E[1 / v_hat] = df / (df - 2) / v.
+    length = z_a.shape[-1]
+    unbiased = df > length + 3
+    names = ("full", "full_unbiased") if unbiased else ("full",)
+    for name in names:
+        est[name], noise[name] = np.empty(num_samples), np.empty(num_samples)
+    lam_N = np.empty(num_samples)
+    scale = (df - length - 1) / df
+    for lo in range(0, num_samples, chunk):
+        sl = slice(lo, lo + chunk)
+        corr = np.einsum("snl,snm->nlm", z_res[:, sl], z_res[:, sl]) / df
+        shrunk, lam_N[sl] = shrink_to_diagonal(corr, df)
+        cases = [("full", shrunk, 1.0)] + ([("full_unbiased", corr, scale)] if unbiased else [])
+        for name, r, k in cases:
+            est[name][sl], noise[name][sl] = _quadratic(
+                z_a[sl],
+                z_b[sl],
+                c_a[sl],
+                c_b[sl],
+                lambda z, r=r, k=k: k * np.linalg.solve(r, z[..., None])[..., 0],
+            )
+    if unbiased:
+        k = (df - 2) / df
+        est["diag_unbiased"], noise["diag_unbiased"] = k * est["diag"], k**2 * noise["diag"]
+    info = {
+        "degrees_of_freedom": int(df),
+        "pooled_shrinkage": float(lam_pooled),
+        "full_shrinkage_median": float(np.median(lam_N)),
+        "full_shrinkage_min": float(lam_N.min()),
+    }
+    return {k: (est[k], noise[k]) for k in est}, info
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+_RATIOS = (
+    ("full", "diag"),
+    ("pooled", "diag"),
+    ("full_unbiased", "diag_unbiased"),
+    ("diag", "mean"),
+    ("pooled", "mean"),
+    ("full", "mean"),
+)
+
+
+def _tpr_table(estimates: dict, fprs: tuple[float, ...]) -> dict:
+    """Median d' and, at each FPR, the population TPR of each model class, raw and posterior."""
+    d2 = {}
+    for name, (estimate_N, noise_N) in estimates.items():
+        d2[name] = np.maximum(estimate_N, 0.0)
+        d2[f"{name}_posterior"] = _shrink(estimate_N, noise_N)
+    report = {
+        "median_dprime": {
+            k: float(np.sqrt(max(np.median(e), 0.0))) for k, (e, _) in estimates.items()
+        },
+        "mean_dprime2": {k: float(e.mean()) for k, (e, _) in estimates.items()},
+        "mean_dprime2_se": {
+            k: float(e.std(ddof=1) / np.sqrt(len(e))) for k, (e, _) in estimates.items()
+        },
+    }
+    for fpr in fprs:
+        tpr = {k: population_tpr(v, fpr) for k, v in d2.items()}
+        for suffix in ("", "_posterior"):
+            for num, den in (r for r in _RATIOS if r[0] in estimates):
+                tpr[f"{num}_over_{den}{suffix}"] = _ratio(tpr[num + suffix], tpr[den + suffix])
+        report[f"tpr_at_{fpr:g}"] = tpr
+    return report
+
+
+def _permute_labels(rng, keep_SxN, halves) -> np.ndarray:
+    """IN/OUT labels drawn afresh per sample within each half (still balanced): no true shift."""
+    keep = keep_SxN.copy()
+    for h in halves:
+        ranks = np.argsort(np.argsort(rng.random((len(h), keep.shape[1])), 0), 0)
+        keep[h] = ranks < len(h) // 2
+    return keep
+
+
+def _decorrelate(rng, x_SxNxL, keep_SxN, halves):
+    """Each (half, side) group's shadows permuted independently per position.
+
+    Every group mean (so both halves' shifts) and every marginal stays; the
+    dependence between positions goes. Models come back ordered OUT then IN
+    within each half, and the membership with them.
+    """
+    xs, keeps, new_halves, start = [], [], [], 0
+    for h in halves:
+        x, on = x_SxNxL[h], keep_SxN[h]
+        keys = on[..., None] * 2.0 + rng.random(x.shape)  # OUT rows sort first, shuffled
+        xs.append(np.take_along_axis(x, np.argsort(keys, 0), 0))
+        keeps.append(np.arange(len(h))[:, None] >= (len(h) - on.sum(0))[None])
+        new_halves.append(np.arange(start, start + len(h)))
+        start += len(h)
+    return np.concatenate(xs), np.concatenate(keeps), tuple(new_halves)
+
+
+def covariance_ceiling(
+    stats_SxNxL: np.ndarray,
+    keep_SxN: np.ndarray,
+    fprs: tuple[float, ...] = (1e-3, 1e-4),
+    max_samples: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """The ceiling of ``per_token_ceiling`` for tests that model the covariance of the positions.
+
+    With exact parameters, sample n's best Gaussian test has d'^2 = d^T C^-1 d
+    (d the IN - OUT shift, C the L x L covariance of one side). Four model
+    classes, each cross-fitted: the shift is estimated on two disjoint halves
+    of whole complementary pairs and d'^2 = d_a^T W d_b, whose expectation
+    carries no noise term because the halves are independent; W comes from the
+    within-(half, side) residuals, which for Gaussian data are independent of
+    both halves' means, so E[d_a^T W d_b] = d^T E[W] d.
+
+    - ``mean``: the sequence mean's test, (1^T d)^2 / 1^T C 1;
+    - ``diag``: independent positions, sum_l d^2 / v (= ``per_token_ceiling``);
+    - ``pooled``: one correlation matrix pooled over samples, per-sample
+      variances, shrunk toward I with ``shrink_to_diagonal`` (barely: N (S - 4)
+      degrees of freedom);
+    - ``full``: each sample's own correlation (S - 4 degrees of freedom, far
+      fewer than L), shrunk toward I per sample.
+
+    E[W] is not C^-1: inverting a noisy covariance inflates d'^2 and shrinkage
+    deflates the part along correlated directions. Two controls measure it:
+    ``null_labels`` (IN/OUT labels permuted within each sample and half: true
+    shift 0, so any TPR there is noise) and ``decorrelated`` (each group's
+    shadows permuted independently per position: the same shifts and
+    variances, no correlation, so full / diag and pooled / diag there are the
+    estimators' bias alone). TPRs follow ``per_token_ceiling``: raw clipped
+    estimates and normal-prior posterior means (``*_posterior``, the
+    ``*_shrunk`` there). At most ``max_samples`` samples, evenly spaced.
+    """
+    halves = _pair_halves(np.asarray(keep_SxN, bool))
+    if isinstance(halves, str):
+        return {"skipped": halves}
+    num_samples, length = stats_SxNxL.shape[1:]
+    idx = _sample_subset(num_samples, max_samples)
+    x = np.asarray(stats_SxNxL[:, idx], np.float64)
+    keep = np.asarray(keep_SxN, bool)[:, idx]
+    chunk = max(1, 2**22 // length**2)
+    rng = np.random.default_rng(seed)
+    estimates, info = _covariance_estimates(x, keep, halves, chunk)
+    report = {"num_samples": len(idx), "subsampled": len(idx) < num_samples, **info}
+    report.update(_tpr_table(estimates, fprs))
+    null, _ = _covariance_estimates(x, _permute_labels(rng, keep, halves), halves, chunk)
+    report["null_labels"] = _tpr_table(null, fprs)
+    decorrelated, _ = _covariance_estimates(*_decorrelate(rng, x, keep, halves), chunk)
+    report["decorrelated"] = _tpr_table(decorrelated, fprs)
+    return report
+
+
+def _out_correlations(x_SxNxL, out_SxN, chunk) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample the mean squared off-diagonal OUT correlation; the correlation pooled over samples."""
+    num_samples, length = x_SxNxL.shape[1:]
+    off = ~np.eye(length, dtype=bool)
+    r2_N, pooled = np.empty(num_samples), np.zeros((length, length))
+    for lo in range(0, num_samples, chunk):
+        x, w = x_SxNxL[:, lo : lo + chunk], out_SxN[:, lo : lo + chunk, None]
+        k = w.sum(0)
+        r = (x - (x * w).sum(0) / k) * w
+        cov = np.einsum("snl,snm->nlm", r, r)
+        sd = np.sqrt(np.maximum(np.einsum("nll->nl", cov), 1e-300))
+        corr = cov / sd[:, :, None] / sd[:, None, :]
+        r2_N[lo : lo + chunk] = (corr[:, off] ** 2).mean(-1)
+        pooled += corr.sum(0)
+    return r2_N, pooled / num_samples
+
+
+def correlation_excess(
+    stats_SxNxL: np.ndarray,
+    keep_SxN: np.ndarray,
+    max_samples: int = 1000,
+    num_permutations: int = 4,
+    seed: int = 0,
+) -> dict:
+    """Per-sample correlations of the OUT residuals against a null without dependence.
+
+    For each sample, r_ij is the correlation of positions i and j over its OUT
+    shadows (their mean removed), and r2 its mean square over pairs i != j.
+    The null permutes each position's OUT values across the sample's OUT
+    shadows independently: every marginal and the OUT mean stay, every
+    dependence between positions goes (exact for exchangeable shadows, no
+    Gaussian assumption; r2 there is about 1 / (K_out - 1)). The excess is
+    the mean over samples of r2 - null r2, in standard errors of that mean
+    (samples taken as independent). For small correlations rho the excess
+    is about mean(rho^2) (1 - 2 / (K_out - 1)), since E r^2 = rho^2 + (1 -
+    rho^2)^2 / (K_out - 1) roughly. ``pooled_*`` do the same for the
+    correlation averaged over samples, what ``correlation_out`` sees:
+    ``share_surviving_pooling`` is its excess over the per-sample excess.
+    """
+    keep = np.asarray(keep_SxN, bool)
+    idx = _sample_subset(keep.shape[1], max_samples)
+    idx = idx[(~keep[:, idx]).sum(0) >= 4]
+    if idx.size < 2:
+        return {"skipped": "needs samples with at least 4 OUT shadows"}
+    x = np.asarray(stats_SxNxL[:, idx], np.float64)
+    out = ~keep[:, idx]
+    chunk = max(1, 2**22 // x.shape[-1] ** 2)
+    r2_N, pooled = _out_correlations(x, out, chunk)
+    rng = np.random.default_rng(seed)
+    k_out = out.sum(0)
+    first_k = np.arange(len(x))[:, None] < k_out[None]  # OUT rows sorted first below
+    null_r2_N, null_pooled_r2 = np.zeros(len(idx)), 0.0
+    off = ~np.eye(x.shape[-1], dtype=bool)
+    for _ in range(num_permutations):
+        keys = np.where(out[..., None], 0.0, 2.0) + rng.random(x.shape)
+        r2, p = _out_correlations(np.take_along_axis(x, np.argsort(keys, 0), 0), first_k, chunk)
+        null_r2_N += r2 / num_permutations
+        null_pooled_r2 += (p[off] ** 2).mean() / num_permutations
+    excess_N = r2_N - null_r2_N
+    excess, se = float(excess_N.mean()), float(excess_N.std(ddof=1) / np.sqrt(len(idx)))
+    pooled_excess = float((pooled[off] ** 2).mean() - null_pooled_r2)
+    return {
+        "num_samples": len(idx),
+        "subsampled": bool(len(idx) < keep.shape[1]),
+        "num_permutations": num_permutations,
+        "rms_corr": float(np.sqrt(r2_N.mean())),
+        "null_rms_corr": float(np.sqrt(null_r2_N.mean())),
+        "excess_r2": excess,
+        "excess_rms_corr": float(np.sqrt(max(excess, 0.0))),
+        "excess_se": se,
+        "excess_in_se": excess / se if se > 0 else None,
+        "pooled_excess_r2": pooled_excess,
+        "share_surviving_pooling": pooled_excess / excess if excess > 0 else None,
+    }
+
+
 def secret_positions(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, secret_NxL: np.ndarray) -> dict:
     """Where the signal sits with secrets: the shift SNR at secret and at carrier positions.
 
@@ -332,7 +665,9 @@ def diagnose(
         "shift_snr": shift_snr(m),
         "shift_profile": shift_profile(m),
         "in_mixture": in_mixture(stats_SxNxL, keep_SxN),
-        "ceiling": per_token_ceiling(stats_SxNxL, keep_SxN),
+        "ceiling": per_token_ceiling(stats_SxNxL, keep_SxN, fprs=(1e-2, 1e-3, 1e-4)),
+        "covariance_ceiling": covariance_ceiling(stats_SxNxL, keep_SxN),
+        "correlation_excess": correlation_excess(stats_SxNxL, keep_SxN),
     }
     if tokens_NxL is not None:
         report["cross_sample"] = cross_sample_leakage(stats_SxNxL, keep_SxN, tokens_NxL)
