@@ -484,6 +484,7 @@ def test_attack_bounds_add_the_one_run_bound_only_under_poisson_membership():
             spec, scores_TxN, labels_TxN, targets_T, **kwargs, design="poisson"
         )
         assert ("one_run_skipped" in entry) == skipped and ("one_run" in entry) != skipped
+        assert ("caveat" in entry) == skipped
 
 
 # --- jax_privacy, when installed ----------------------------------------------------------------
