@@ -1,6 +1,11 @@
-"""Diagnostics of a scored work directory: correlations, shift SNR, per-token ceiling, leakage.
+"""Diagnostics of a scored work directory: correlations, shift SNR, ceilings, leakage.
 
 python -m experiments.diagnose --workdir=runs/kjv_gpt [--statistics=loss,logit]
+python -m experiments.diagnose --workdir=/tmp/ft/default --output=/tmp/ft_diagnostics.json
+
+Writes WORKDIR/results/diagnostics.json unless --output names another file
+(for a work directory that must stay untouched), prints the report, then the
+covariance ceilings and the correlation excess as markdown tables.
 """
 
 import json
@@ -9,11 +14,15 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
+from experiments.study import covariance_ceiling_table
 from seqmia_jax import analysis, launch
 from seqmia_jax.workdir import Workdir, recover_swap, write_json
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Scored work directory.", required=True)
 _STATISTICS = flags.DEFINE_list("statistics", ["loss", "logit"], "Statistics to diagnose.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Report file (default: WORKDIR/results/diagnostics.json, under the lock)."
+)
 
 
 def main(argv):
@@ -37,11 +46,15 @@ def main(argv):
             )
             for name in _STATISTICS.value
         }
-        with Workdir(wd).lock(collective=False, create=False):
-            recover_swap(wd / "results", writer=True)
-            (wd / "results").mkdir(exist_ok=True)
-            write_json(wd / "results" / "diagnostics.json", report)
+        if _OUTPUT.value:
+            write_json(Path(_OUTPUT.value), report)
+        else:
+            with Workdir(wd).lock(collective=False, create=False):
+                recover_swap(wd / "results", writer=True)
+                (wd / "results").mkdir(exist_ok=True)
+                write_json(wd / "results" / "diagnostics.json", report)
         print(json.dumps(report, indent=1))
+        print("\n".join(covariance_ceiling_table.table_lines({str(wd): report})))
 
     launch.run_cleanly(run)
 

@@ -537,7 +537,12 @@ def covariance_ceiling(
     chunk = max(1, 2**22 // length**2)
     rng = np.random.default_rng(seed)
     estimates, info = _covariance_estimates(x, keep, halves, chunk)
-    report = {"num_samples": len(idx), "subsampled": len(idx) < num_samples, **info}
+    report = {
+        "num_samples": len(idx),
+        "of_samples": num_samples,
+        "subsampled": len(idx) < num_samples,
+        **info,
+    }
     report.update(_tpr_table(estimates, fprs))
     null, _ = _covariance_estimates(x, _permute_labels(rng, keep, halves), halves, chunk)
     report["null_labels"] = _tpr_table(null, fprs)
@@ -609,6 +614,7 @@ def correlation_excess(
     pooled_excess = float((pooled[off] ** 2).mean() - null_pooled_r2)
     return {
         "num_samples": len(idx),
+        "of_samples": keep.shape[1],
         "subsampled": bool(len(idx) < keep.shape[1]),
         "num_permutations": num_permutations,
         "rms_corr": float(np.sqrt(r2_N.mean())),

@@ -171,3 +171,15 @@ def test_diagnose_reports_the_covariance_ceiling_and_the_correlation_excess():
     assert analysis.covariance_ceiling(x, keep, max_samples=100)["num_samples"] == 100
     poisson = rng.random((16, 300)) < 0.5
     assert "skipped" in analysis.covariance_ceiling(x, poisson)
+
+
+def test_the_study_table_renders_every_statistic_and_fpr():
+    from experiments.study import covariance_ceiling_table
+
+    rng = np.random.default_rng(8)
+    keep = membership.make_membership(16, 200, seed=8)
+    report = {"loss": analysis.diagnose(gaussian_stats(rng, 16, 200, 8, rho=0.3), keep)}
+    lines = list(covariance_ceiling_table.table_lines({"run": report}))
+    ceiling_rows = [line for line in lines if line.startswith("| run | loss | 0.")]
+    assert len(ceiling_rows) == 2 and all(len(r.split("|")) == 17 for r in ceiling_rows)
+    assert any(line.startswith("| run | loss | 200 of 200 |") for line in lines)
