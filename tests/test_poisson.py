@@ -203,9 +203,11 @@ def test_lira_under_unequal_counts_matches_a_target_only_refit(monkeypatch, mode
     rng = np.random.default_rng(0)
     keep_SxN = _unequal_keep(0)
     x = rng.normal(size=(10, 12, 4)).astype(np.float32)
-    got = ATTACKS.get("lira")(
+    out = ATTACKS.get("lira")(
         AttackInputs({"logit": x}, keep_SxN), np.arange(10), mode=mode, variance=variance
-    ).scores_TxN
+    )
+    got = out.scores_TxN
+    assert out.diagnostics["equal_count_rule"] is False  # results.json says which fit ran
     monkeypatch.setattr(ref, "side_sets", _target_only)
     want = ref.lira(x, keep_SxN, None, np.arange(10), mode, variance, "one_sided", 1.0)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

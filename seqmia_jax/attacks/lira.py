@@ -135,7 +135,10 @@ def lira(inputs: AttackInputs, targets_T: np.ndarray, opt: LiraOptions) -> Attac
         scores_TxN=lira_on_mean(
             a_SxN, inputs.keep_SxN, targets_T, opt, common.direction(opt.statistic)
         ),
-        diagnostics={"equal_count_rule": True, "options": opt.as_dict()},
+        diagnostics={
+            "equal_count_rule": loo.equal_counts(inputs.keep_SxN),
+            "options": opt.as_dict(),
+        },
     )
 
 

@@ -78,14 +78,19 @@ class LooStats:
     rows_NxSxL: jax.Array | None = None
 
 
+def equal_counts(keep_SxN: np.ndarray) -> bool:
+    """Whether every sample is IN for the same number of models (the equal-count rule applies)."""
+    in_N = np.asarray(keep_SxN, bool).sum(0)
+    return bool(np.all(in_N == in_N[0]))
+
+
 def designated_shadows(keep_SxN: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """Per side, the shadow dropped when the target is on the other side (uniform, seeded).
 
     -1 (none) everywhere when IN counts differ across samples (independent inclusion).
     """
     u_N = np.random.default_rng(seed).random(keep_SxN.shape[1])
-    in_N = keep_SxN.sum(0)
-    if np.any(in_N != in_N[0]):
+    if not equal_counts(keep_SxN):
         none_N = np.full(keep_SxN.shape[1], -1, np.int64)
         return {"in": none_N, "out": none_N}
     out = {}

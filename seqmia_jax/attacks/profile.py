@@ -58,7 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqmia_jax.attacks import blocks, common, gaussian, lira
+from seqmia_jax.attacks import blocks, common, gaussian, lira, loo
 from seqmia_jax.attacks.base import (
     AttackInputError,
     AttackInputs,
@@ -263,7 +263,7 @@ def profile(inputs: AttackInputs, targets_T: np.ndarray, opt: ProfileOptions) ->
                 first_profile = _summary(jax.tree.map(lambda v: v[0], prof))
     diagnostics = {
         "options": opt.as_dict(),
-        "equal_count_rule": True,
+        "equal_count_rule": loo.equal_counts(keep_SxN),
         "profile_first_target": first_profile,
     }
     return AttackOutput(

@@ -152,7 +152,11 @@ def seq(inputs: AttackInputs, targets_T: np.ndarray, opt: SeqOptions) -> AttackO
         result = blocks.execute(
             cfg, data, x, keep_SxN, np.asarray(targets_T, dtype=np.int64), subset_rows
         )
-    diag = {"rho": result.rho, "options": opt.as_dict(), "equal_count_rule": True}
+    diag = {
+        "rho": result.rho,
+        "options": opt.as_dict(),
+        "equal_count_rule": loo.equal_counts(keep_SxN),
+    }
     if model.factors != "none":
         diag["jitter_max"] = float(max(result.jitters, default=0.0))
         diag["jitter_repairs"] = len(result.jitters)
