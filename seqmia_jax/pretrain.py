@@ -38,9 +38,9 @@ from seqmia_jax.ensemble.checkpoint import EnsembleCheckpointer
 from seqmia_jax.ensemble.finetune import Base
 from seqmia_jax.ensemble.train import (
     TrainLoop,
-    _truncate_metrics,
     model_builder,
     resolve_strategy,
+    truncate_metrics,
 )
 from seqmia_jax.workdir import Workdir, WorkdirError, read_json, write_json
 
@@ -265,7 +265,7 @@ def _pretrain_locked(cfg, path: Path, dataset, corpus, want, stop_after_steps) -
     step, restored = ckpt.restore_newest_intact(state)
     if step:
         state = restored
-        _truncate_metrics(path / "metrics.jsonl", step)
+        truncate_metrics(path / "metrics.jsonl", step)
         logging.info("resuming the base from its checkpoint at step %d of %d", step, total)
     logging.info(
         "pretraining the base on %s for %d steps (%d epochs)",

@@ -114,7 +114,7 @@ def _check_finite(losses_SxK: np.ndarray, step0: int) -> None:
         )
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
+def truncate_metrics(path: Path, step: int) -> None:
     """Drops log lines written after the checkpoint being resumed from.
 
     A line cut short (a kill or a full disk mid-write) is dropped too.
@@ -354,7 +354,7 @@ def train(
     if step:
         state = restored
         if processes.is_primary():
-            _truncate_metrics(wd.metrics, step)
+            truncate_metrics(wd.metrics, step)
         logging.info("resuming from the checkpoint at step %d of %d", step, total)
 
     tokens_NxL = sharding.put_replicated(table_TxL, mesh)
@@ -395,14 +395,13 @@ def train(
     )
     if step < total:
         return {"step": step, "finished": False}
-    start_time = loop.start_time
     summary = {
         "step": total,
         "finished": True,
         "final_loss_mean": record["loss_mean"] if record else None,
         "strategy": strategy,
         "num_devices": mesh.size,
-        "seconds": time.time() - start_time,
+        "seconds": time.time() - loop.start_time,
         "tokens_per_s": loop.steady_tokens_per_s,
     }
     if dp_record is not None:
