@@ -308,7 +308,12 @@ def _pair_halves(keep_SxN: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
     return pairs_Px2[0::2].ravel(), pairs_Px2[1::2].ravel()
 
 
-def _sample_subset(num_samples: int, max_samples: int) -> np.ndarray:
+def _sample_subset(
+    num_samples: int, length: int, max_samples: int | None, default: int
+) -> np.ndarray:
+    """Evenly spaced samples: ``max_samples``, or by default as many as keep N L^2 near default 64^2."""
+    if max_samples is None:  # the per-sample L x L work grows as L^2
+        max_samples = max(100, min(default, default * 64**2 // length**2))
     return np.linspace(0, num_samples - 1, min(max_samples, num_samples)).astype(int)
 
 
@@ -324,11 +329,12 @@ def shrink_to_diagonal(corr_XxLxL: np.ndarray, df: float) -> tuple[np.ndarray, n
     Returns the shrunk matrices and lam per matrix.
     """
     length = corr_XxLxL.shape[-1]
-    off = ~np.eye(length, dtype=bool)
-    r2 = np.where(off, corr_XxLxL**2, 0.0)
+    r2 = corr_XxLxL**2
+    d2 = np.einsum("...ll->...l", r2)  # sums over i != j: all entries minus the diagonal
     rho2 = r2 - 1.0 / df  # unclipped: clipping at 0 would bias it up under independence
-    noise = np.where(off, (1.0 - rho2) ** 2, 0.0).sum((-2, -1)) / df
-    lam_X = np.clip(noise / np.maximum(r2.sum((-2, -1)), 1e-300), 0.0, 1.0)
+    noise = ((1.0 - rho2) ** 2).sum((-2, -1)) - ((1.0 - d2 + 1.0 / df) ** 2).sum(-1)
+    off_r2 = r2.sum((-2, -1)) - d2.sum(-1)
+    lam_X = np.clip(noise / df / np.maximum(off_r2, 1e-300), 0.0, 1.0)
     eye = np.eye(length)
     return (1.0 - lam_X[..., None, None]) * corr_XxLxL + lam_X[..., None, None] * eye, lam_X
 
@@ -352,13 +358,20 @@ def _split_moments(x_SxNxL, keep_SxN, halves):
     return shifts, factors, np.concatenate(resid), len(x_SxNxL) - 2 * len(halves)
 
 
-def _quadratic(z_a, z_b, factor_a, factor_b, inv_prod):
-    """Cross-fitted z_a^T R^-1 z_b and its noise variance, given ``inv_prod(z) = R^-1 z``.
+def _gram(z_SxXxL: np.ndarray) -> np.ndarray:
+    """X x L x L sums over S of outer products (batched BLAS; einsum would loop in C)."""
+    return np.matmul(z_SxXxL.transpose(1, 2, 0), z_SxXxL.transpose(1, 0, 2))
 
-    With W = C^-1 fixed, var(d_a^T W d_b) = c_b d^T W d + c_a d^T W d + c_a c_b L;
+
+def _quadratic(z_a, z_b, factor_a, factor_b, solve):
+    """Cross-fitted z_a^T R^-1 z_b and its noise variance, given ``solve(Z) = R^-1 Z``.
+
+    ``solve`` takes both halves at once, stacked on a last axis of 2. With
+    W = C^-1 fixed, var(d_a^T W d_b) = c_b d^T W d + c_a d^T W d + c_a c_b L;
     the unbiased plug-in replaces d^T W d by d_a^T W d_a - c_a L (and likewise for b).
     """
-    y_a, y_b = inv_prod(z_a), inv_prod(z_b)
+    y = solve(np.stack([z_a, z_b], -1))
+    y_a, y_b = y[..., 0], y[..., 1]
     estimate = (z_a * y_b).sum(-1)
     length = z_a.shape[-1]
     noise = factor_b * (z_a * y_a).sum(-1) + factor_a * (z_b * y_b).sum(-1)
@@ -388,10 +401,11 @@ def _covariance_estimates(x_SxNxL, keep_SxN, halves, chunk) -> tuple[dict, dict]
     ca, cb = c_a[:, None], c_b[:, None]
     noise["diag"] = np.maximum(cb * z_a**2 + ca * z_b**2 - ca * cb, 0.0).sum(-1)
     # Pooled: one correlation over samples (N (S - 4) degrees of freedom), per-sample variances.
-    pooled = np.einsum("snl,snm->lm", z_res, z_res) / (df * num_samples)
+    flat = z_res.reshape(-1, z_res.shape[-1])
+    pooled = flat.T @ flat / (df * num_samples)
     pooled_shrunk, lam_pooled = shrink_to_diagonal(pooled, df * num_samples)
     pooled_inv = np.linalg.inv(pooled_shrunk)
-    est["pooled"], noise["pooled"] = _quadratic(z_a, z_b, c_a, c_b, lambda z: z @ pooled_inv)
+    est["pooled"], noise["pooled"] = _quadratic(z_a, z_b, c_a, c_b, lambda z: pooled_inv @ z)
     # Full: each sample's own correlation (S - 4 degrees of freedom), shrunk toward I.
     # Where S - 4 > L + 3 also unshrunk, scaled to be unbiased: for Gaussian data
     # E[C_hat^-1] = df / (df - L - 1) C^-1 (inverse Wishart), E[1 / v_hat] = df / (df - 2) / v.
@@ -404,7 +418,7 @@ def _covariance_estimates(x_SxNxL, keep_SxN, halves, chunk) -> tuple[dict, dict]
     scale = (df - length - 1) / df
     for lo in range(0, num_samples, chunk):
         sl = slice(lo, lo + chunk)
-        corr = np.einsum("snl,snm->nlm", z_res[:, sl], z_res[:, sl]) / df
+        corr = _gram(z_res[:, sl]) / df
         shrunk, lam_N[sl] = shrink_to_diagonal(corr, df)
         cases = [("full", shrunk, 1.0)] + ([("full_unbiased", corr, scale)] if unbiased else [])
         for name, r, k in cases:
@@ -413,7 +427,7 @@ def _covariance_estimates(x_SxNxL, keep_SxN, halves, chunk) -> tuple[dict, dict]
                 z_b[sl],
                 c_a[sl],
                 c_b[sl],
-                lambda z, r=r, k=k: k * np.linalg.solve(r, z[..., None])[..., 0],
+                lambda z, r=r, k=k: k * np.linalg.solve(r, z),
             )
     if unbiased:
         k = (df - 2) / df
@@ -496,7 +510,7 @@ def covariance_ceiling(
     stats_SxNxL: np.ndarray,
     keep_SxN: np.ndarray,
     fprs: tuple[float, ...] = (1e-3, 1e-4),
-    max_samples: int = 2000,
+    max_samples: int | None = None,
     seed: int = 0,
 ) -> dict:
     """The ceiling of ``per_token_ceiling`` for tests that model the covariance of the positions.
@@ -525,13 +539,14 @@ def covariance_ceiling(
     variances, no correlation, so full / diag and pooled / diag there are the
     estimators' bias alone). TPRs follow ``per_token_ceiling``: raw clipped
     estimates and normal-prior posterior means (``*_posterior``, the
-    ``*_shrunk`` there). At most ``max_samples`` samples, evenly spaced.
+    ``*_shrunk`` there). At most ``max_samples`` samples, evenly spaced (by
+    default 2,000 at L <= 64 and 2,000 (64 / L)^2 above, at least 100).
     """
     halves = _pair_halves(np.asarray(keep_SxN, bool))
     if isinstance(halves, str):
         return {"skipped": halves}
     num_samples, length = stats_SxNxL.shape[1:]
-    idx = _sample_subset(num_samples, max_samples)
+    idx = _sample_subset(num_samples, length, max_samples, 2000)
     x = np.asarray(stats_SxNxL[:, idx], np.float64)
     keep = np.asarray(keep_SxN, bool)[:, idx]
     chunk = max(1, 2**22 // length**2)
@@ -560,7 +575,7 @@ def _out_correlations(x_SxNxL, out_SxN, chunk) -> tuple[np.ndarray, np.ndarray]:
         x, w = x_SxNxL[:, lo : lo + chunk], out_SxN[:, lo : lo + chunk, None]
         k = w.sum(0)
         r = (x - (x * w).sum(0) / k) * w
-        cov = np.einsum("snl,snm->nlm", r, r)
+        cov = _gram(r)
         sd = np.sqrt(np.maximum(np.einsum("nll->nl", cov), 1e-300))
         corr = cov / sd[:, :, None] / sd[:, None, :]
         r2_N[lo : lo + chunk] = (corr[:, off] ** 2).mean(-1)
@@ -571,7 +586,7 @@ def _out_correlations(x_SxNxL, out_SxN, chunk) -> tuple[np.ndarray, np.ndarray]:
 def correlation_excess(
     stats_SxNxL: np.ndarray,
     keep_SxN: np.ndarray,
-    max_samples: int = 1000,
+    max_samples: int | None = None,
     num_permutations: int = 4,
     seed: int = 0,
 ) -> dict:
@@ -589,9 +604,10 @@ def correlation_excess(
     rho^2)^2 / (K_out - 1) roughly. ``pooled_*`` do the same for the
     correlation averaged over samples, what ``correlation_out`` sees:
     ``share_surviving_pooling`` is its excess over the per-sample excess.
+    At most ``max_samples`` samples (by default 1,000 at L <= 64, fewer above).
     """
     keep = np.asarray(keep_SxN, bool)
-    idx = _sample_subset(keep.shape[1], max_samples)
+    idx = _sample_subset(keep.shape[1], stats_SxNxL.shape[-1], max_samples, 1000)
     idx = idx[(~keep[:, idx]).sum(0) >= 4]
     if idx.size < 2:
         return {"skipped": "needs samples with at least 4 OUT shadows"}
