@@ -28,12 +28,13 @@ UNIVARIATE = (
 )
 # Sequence-aware: per-sample per-token models (diag, hetero), a covariance
 # shared across samples (pooled), the same with IN and OUT tied, and the
-# shared token profile.
+# shared token profile (with the per-sample variance, as ``lira``, and fixed).
 SEQUENCE = (
     "seq:cov=diag",
     "seq:cov=pooled",
     "seq:cov=pooled,tied=true",
     "seq:cov=hetero",
+    "profile",
     "profile:variance=fixed",
 )
 ATTACKS = ";".join(UNIVARIATE + SEQUENCE + ("rmia",))
