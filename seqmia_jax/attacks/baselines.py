@@ -201,9 +201,11 @@ def rmia_attack(inputs: AttackInputs, targets_T: np.ndarray, opt: RmiaOptions) -
     Pr(x) = ((1 + a) Pr_OUT(x) + (1 - a)) / 2. All in log space.
     score(x) = the fraction of population samples z with
     ratio(x) - ratio(z) > log(gamma). The population is the audit samples that
-    are OUT for the target (``population="out"``; x itself counts as not
-    dominated when gamma >= 1) or all N samples (``"all"``), optionally a
-    seeded random subset of ``num_population`` of them (0 = all).
+    are OUT for the target (``population="out"``) or all N samples (``"all"``),
+    optionally a seeded random subset of ``num_population`` of them (0 = all),
+    and never x itself: were x its own reference, a non-member (always in the
+    OUT population) could never reach the score 1 that a member reaches, and a
+    threshold there would have no false positives whatever the model.
 
     Sequence probabilities are tiny (exp(-hundreds)), so the offline
     correction's constant (1 - a) / 2 dominates Pr(x) unless a is near 1, and
@@ -232,5 +234,9 @@ def rmia_attack(inputs: AttackInputs, targets_T: np.ndarray, opt: RmiaOptions) -
             pool = rng.choice(pool, size=num_population, replace=False)
         sorted_pool = np.sort(ratio_N[pool])
         dominated_N = np.searchsorted(sorted_pool, ratio_N - np.log(gamma), side="left")
-        rows.append(dominated_N / pool.size)
+        # Leave x out of its own population: it dominates itself only when gamma < 1.
+        in_pool_N = np.zeros(len(ratio_N), dtype=bool)
+        in_pool_N[pool] = True
+        dominated_N = dominated_N - (in_pool_N & (gamma < 1.0))
+        rows.append(dominated_N / np.maximum(pool.size - in_pool_N, 1))
     return AttackOutput(np.stack(rows), diagnostics={"mode": mode, "gamma": gamma})
