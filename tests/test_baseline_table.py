@@ -87,3 +87,20 @@ def test_groups_ratios_and_unresolved_marks(tmp_path, capsys):
     assert _cells(lines, ratios_1e4, "seq:cov=diag") == ["0.00x / 0.00x †", "1.25x / 1.25x"]
     assert _cells(lines, ratios_1e4, "seq:cov=pooled,tied=true")[1] == "0.00x / 0.00x"
     assert lines[-1].startswith("†")
+
+
+def test_summary_separates_variance_pooling_from_the_best_sequence_aware_attack(tmp_path):
+    _write(tmp_path / "sweep.csv")
+    lines = list(baseline_table.table_lines(str(tmp_path / "sweep.csv")))
+    summary = [line.split(" | ") for line in lines[4:8]]
+    # FPR, K, negatives, lira, pooling gain, best univariate, best sequence-aware, ratios.
+    assert summary[0][:3] == ["| 0.001", "4", "2,000"]
+    assert summary[0][4] == "125x (`lira:variance=fixed`)"  # 0.5 / 0.004
+    assert summary[0][6] == "0.4000 [0.2000, 0.4000] `seq:cov=diag`"
+    assert summary[0][7:] == ["100x", "0.80x |"]
+    assert summary[1][4] == "2.00x (`lira:statistic=loss,variance=fixed`)"  # 0.6 / 0.3
+    assert summary[1][7:] == ["3.00x", "1.50x |"]
+    # FPR 1e-4 at K = 4: every TPR unresolved; K = 16: the best univariate is plain lira.
+    assert summary[2][3] == "0.0020 [0.0010, 0.0020] †"
+    assert summary[3][5] == "0.2000 [0.1000, 0.2000] `lira`"
+    assert summary[3][6].startswith("0.2500") and summary[3][7:] == ["1.25x", "1.25x |"]
