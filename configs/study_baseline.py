@@ -28,7 +28,8 @@ UNIVARIATE = (
 )
 # Sequence-aware: per-sample per-token models (diag, hetero), a covariance
 # shared across samples (pooled), the same with IN and OUT tied, and the
-# shared token profile (with the per-sample variance, as ``lira``, and fixed).
+# shared token profile (with the per-sample variance, as ``lira``, and fixed;
+# on the logit and on the loss, as the univariate LiRAs it is compared with).
 SEQUENCE = (
     "seq:cov=diag",
     "seq:cov=pooled",
@@ -36,6 +37,8 @@ SEQUENCE = (
     "seq:cov=hetero",
     "profile",
     "profile:variance=fixed",
+    "profile:statistic=loss",
+    "profile:statistic=loss,variance=fixed",
 )
 ATTACKS = ";".join(UNIVARIATE + SEQUENCE + ("rmia",))
 SHADOW_COUNTS = (4, 8, 16, 32, 64, 128, 254)  # even, at most S - 2
