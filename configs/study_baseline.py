@@ -10,8 +10,9 @@ pairs, ``membership.shadow_subset``) from the one trained and scored ensemble.
     python -m experiments.sweep --config=configs/study_baseline.py --workdir=runs/study_baseline
     python -m experiments.study.baseline_table runs/study_baseline/sweep.csv
 
-Arguments: "" (2 CPU cores: training as ``study_shadows:many``, then one
-attack evaluation per K).
+Arguments: "" (2 CPU cores: training as ``study_shadows:many``, about 15
+minutes, then one attack evaluation per K, about 15 minutes in all; results
+in docs/study.md, H15).
 """
 
 import ml_collections

@@ -8,7 +8,7 @@ pooling the variance gives a univariate LiRA (the best ``variance=fixed``
 variant / ``lira``), and the best sequence-aware attack with its ratios to
 ``lira`` and to the best univariate LiRA. The best attacks are chosen on the
 same targets they are reported on, which favours the sequence-aware side
-(seven candidates) slightly. Then, per FPR (1e-3 and 1e-4):
+(more candidates) slightly. Then, per FPR (1e-3 and 1e-4):
 
 - TPR [95% CI] of every attack (rows, grouped) at each K (columns), and the
   number of negatives per K;
