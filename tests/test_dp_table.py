@@ -19,6 +19,11 @@ def _attack(tpr, resolved, cp, gdp):
     }
 
 
+def _caveated(attack):
+    attack["epsilon_lower_bound"]["caveat"] = "its scores read the target's own membership"
+    return attack
+
+
 def test_rows_sorted_by_epsilon_with_the_best_bounds_and_marks(tmp_path, capsys):
     points = {
         "train.dp_clip_norm=0.0": {
@@ -32,6 +37,8 @@ def test_rows_sorted_by_epsilon_with_the_best_bounds_and_marks(tmp_path, capsys)
             "attacks": {
                 "lira": _attack(0.001, True, 0.0, 0.2),
                 "loss": _attack(0.0, True, 0.1, 0.0),
+                # A bound with a caveat is shown per attack but never as the best.
+                "rmia": _caveated(_attack(0.0, True, 3.0, 3.0)),
             },
         },
     }
