@@ -10,6 +10,11 @@ Writes memory-mappable ``stats/<name>.npy`` arrays of shape S x N x L (float32):
 - ``mean_logp`` and ``std_logp``: mean and standard deviation of log p(v) under
   the model's own predictive distribution p(. | x_<l), for Min-K%++.
 
+Fine-tuned from a base (``seqmia_jax.pretrain``), it also writes the base
+model's ``stats/base_loss.npy`` and ``stats/base_logit.npy`` (N x L, one
+model). For text it writes each sample's bytes (``text_bytes.npy``, and with
+subwords ``text_lengths.npy`` and the token ids ``tokens.npy``).
+
 The stage is resumable: samples are scored in chunks, and ``stats/progress.json``
 records how many are complete only after their rows are flushed to disk.
 
