@@ -65,30 +65,18 @@ class MissingStatisticError(AttackInputError, KeyError):
         return ValueError.__str__(self)
 
 
-class BaseStats(Mapping):
-    """The base model's statistics: name -> float N x L (one model, so no S axis).
-
-    ``load(name)`` reads (and checks) one of ``names`` on first use. Any other
-    name raises MissingStatisticError naming its file: a from-scratch run has
-    no base model, and a fine-tuned one may lack some statistic.
-    """
+class LazyMapping(Mapping):
+    """Name -> array, ``load(name)`` run once on first read; ``in`` never reads a file."""
 
     def __init__(self, load: Callable[[str], np.ndarray], names: Iterable[str]):
-        self._load, self._names, self._cache = load, tuple(sorted(names)), {}
+        self._load, self._names, self._cache = load, tuple(names), {}
 
-    @classmethod
-    def of(cls, arrays: Mapping[str, np.ndarray]) -> "BaseStats":
-        """In-memory base statistics (unchecked, like ``AttackInputs.stats``)."""
-        arrays = dict(arrays)
-        return cls(arrays.__getitem__, arrays)
+    def _missing(self, name: str) -> Exception:
+        return KeyError(name)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._names:
-            raise MissingStatisticError(
-                f"stats/base_{name}.npy: the base model's {name!r} is absent (have "
-                f"{list(self._names) or 'none'}); only shadows fine-tuned from a pretrained base "
-                "have base-model statistics"
-            )
+            raise self._missing(name)
         if name not in self._cache:
             self._cache[name] = self._load(name)
         return self._cache[name]
@@ -101,6 +89,31 @@ class BaseStats(Mapping):
 
     def __len__(self) -> int:
         return len(self._names)
+
+
+class BaseStats(LazyMapping):
+    """The base model's statistics: name -> float N x L (one model, so no S axis).
+
+    ``load(name)`` reads (and checks) one of ``names`` on first use. Any other
+    name raises MissingStatisticError naming its file: a from-scratch run has
+    no base model, and a fine-tuned one may lack some statistic.
+    """
+
+    def __init__(self, load: Callable[[str], np.ndarray], names: Iterable[str]):
+        super().__init__(load, sorted(names))
+
+    @classmethod
+    def of(cls, arrays: Mapping[str, np.ndarray]) -> "BaseStats":
+        """In-memory base statistics (unchecked, like ``AttackInputs.stats``)."""
+        arrays = dict(arrays)
+        return cls(arrays.__getitem__, arrays)
+
+    def _missing(self, name: str) -> Exception:
+        return MissingStatisticError(
+            f"stats/base_{name}.npy: the base model's {name!r} is absent (have "
+            f"{list(self._names) or 'none'}); only shadows fine-tuned from a pretrained base "
+            "have base-model statistics"
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,12 +42,12 @@ see the same targets.
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from seqmia_jax.attacks.base import AttackInputError, AttackInputs, BaseStats
+from seqmia_jax.attacks.base import AttackInputError, AttackInputs, BaseStats, LazyMapping
 
 MIN_MODELS = 4
 # The base model's statistics, stats/base_<name>.npy (N x L).
@@ -181,27 +181,8 @@ class LazyArray:
         return self._array if dtype is None else self._array.astype(dtype)
 
 
-class LazyStats(Mapping):
+class LazyStats(LazyMapping):
     """Statistic name -> S x N x L memmap, each checked (shape, dtype, finite) on first read."""
-
-    def __init__(self, load: Callable[[str], np.ndarray], names: Sequence[str]):
-        self._load, self._names, self._cache = load, tuple(names), {}
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._names:
-            raise KeyError(name)
-        if name not in self._cache:
-            self._cache[name] = self._load(name)
-        return self._cache[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __contains__(self, name: object) -> bool:  # Mapping's default would read the file
-        return name in self._names
-
-    def __len__(self) -> int:
-        return len(self._names)
 
     def view(self, index) -> "LazyStats":
         """The same statistics restricted to models ``index``, still lazy."""
