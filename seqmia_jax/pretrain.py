@@ -36,12 +36,9 @@ from seqmia_jax.data import Dataset, load_dataset
 from seqmia_jax.ensemble import lift, sharding, steps
 from seqmia_jax.ensemble.checkpoint import EnsembleCheckpointer
 from seqmia_jax.ensemble.finetune import Base
-from seqmia_jax.ensemble.train import (
-    TrainLoop,
-    model_builder,
-    resolve_strategy,
-    truncate_metrics,
-)
+from seqmia_jax.ensemble.loop import TrainLoop, truncate_metrics
+from seqmia_jax.ensemble.train import model_builder, resolve_strategy
+from seqmia_jax.scoring import base_statistics
 from seqmia_jax.workdir import Workdir, WorkdirError, read_json, write_json
 
 BASE_STREAM = 0xBA5E  # folded into the run's seed for the base's init and data order
@@ -188,16 +185,9 @@ def _abstract_one(cfg: ExperimentConfig, dataset: Dataset):
 
 
 def mean_loss(graphdef, params, tokens_WxL: np.ndarray, batch: int = 256) -> float:
-    """Mean per-token loss of one model on ``tokens_WxL`` (every window has L tokens)."""
-    losses = jax.jit(lambda p, t: steps.token_losses(graphdef, p, t).mean(axis=1))
-    total, count = 0.0, 0
-    for lo in range(0, len(tokens_WxL), batch):
-        part = np.asarray(tokens_WxL[lo : lo + batch], np.int32)
-        padded = np.zeros((batch, part.shape[1]), np.int32)
-        padded[: len(part)] = part
-        total += float(np.asarray(losses(params, padded))[: len(part)].sum())
-        count += len(part)
-    return total / count
+    """Mean per-token loss of one model on ``tokens_WxL`` (the score stage's statistics)."""
+    loss_WxL = base_statistics(Base(graphdef, params, {}), np.asarray(tokens_WxL, np.int32), batch)
+    return float(loss_WxL["loss"].astype(np.float64).mean())
 
 
 def pretrain(

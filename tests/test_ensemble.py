@@ -10,9 +10,9 @@ import pytest
 from seqmia_jax import membership, models
 from seqmia_jax.data import load_dataset
 from seqmia_jax.ensemble import sharding, steps
+from seqmia_jax.ensemble.loop import _check_finite
 from seqmia_jax.ensemble.train import (
     TrainingError,
-    _check_finite,
     init_ensemble,
     load_params,
     model_keys,
