@@ -472,3 +472,51 @@ def profile_weights(x_SxNxL, keep_SxN, mask_NxL, t, bins, difficulty_NxL=None, t
         rows, cols = np.array(members).T
         weights[rows, cols] = shift[rows, cols].mean() / noise[rows, cols].mean()
     return weights
+
+
+# ------------------------------------------------------------------ sparse
+def sparse(x_SxNxL, keep_SxN, mask_NxL, targets, statistic, mode, variance, agg, k, alpha):
+    """Per-token LOO evidence and its top-k mean / higher criticism, sample by sample."""
+    num_models, num_samples, length = x_SxNxL.shape
+    mask = np.ones((num_samples, length), bool) if mask_NxL is None else mask_NxL
+    direction = 1.0 if statistic == "logit" else -1.0
+    x = x_SxNxL.astype(np.float64)
+    out = np.zeros((len(targets), num_samples))
+    for i, t in enumerate(targets):
+        fit = {}
+        for side in ("in", "out"):
+            mu = np.zeros((num_samples, length))
+            var = np.zeros((num_samples, length))
+            ks = np.zeros(num_samples)
+            for n in range(num_samples):
+                vals = x[side_sets(keep_SxN, t, n)[side], n]  # k x L
+                mu[n], ks[n] = vals.mean(0), len(vals)
+                var[n] = vals.var(0, ddof=1) if len(vals) > 1 else 0.0
+            if variance == "fixed":
+                for pos in range(length):
+                    on = mask[:, pos]
+                    w = ks[on] - 1
+                    var[:, pos] = np.sum(w * var[on, pos]) / max(np.sum(w), 1.0)
+            var = np.maximum(var, 1e-12 * var[mask].mean() + 1e-300)
+            fit[side] = (mu, np.sqrt(var * (1 + 1 / ks[:, None])))
+        for n in range(num_samples):
+            xs = x[t, n][mask[n]]
+            mu_o, sd_o = fit["out"][0][n][mask[n]], fit["out"][1][n][mask[n]]
+            if mode == "offline":
+                terms = direction * (xs - mu_o) / sd_o
+            else:
+                mu_i, sd_i = fit["in"][0][n][mask[n]], fit["in"][1][n][mask[n]]
+                terms = scipy.stats.norm.logpdf(xs, mu_i, sd_i) - scipy.stats.norm.logpdf(
+                    xs, mu_o, sd_o
+                )
+            m = len(terms)
+            if agg == "hc":
+                p = np.clip(np.sort(scipy.stats.norm.sf(terms)), 1e-300, 1 - 1e-16)
+                upto = max(1, int(math.floor(round(alpha * m, 9))))
+                ii = np.arange(1, upto + 1)
+                pp = p[:upto]
+                out[i, n] = np.max(np.sqrt(m) * (ii / m - pp) / np.sqrt(pp * (1 - pp)))
+            else:
+                count = m if agg == "mean" else max(1, math.ceil(round(k * m, 9)))
+                out[i, n] = np.sort(terms)[::-1][:count].mean()
+    return out
