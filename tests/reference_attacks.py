@@ -477,7 +477,7 @@ def profile_weights(x_SxNxL, keep_SxN, mask_NxL, t, bins, difficulty_NxL=None, t
 # ------------------------------------------------------------------ sparse
 def sparse(x_SxNxL, keep_SxN, mask_NxL, targets, statistic, mode, variance, agg, k, alpha):
     """Per-token LOO evidence and its top-k mean / higher criticism, sample by sample."""
-    num_models, num_samples, length = x_SxNxL.shape
+    _, num_samples, length = x_SxNxL.shape
     mask = np.ones((num_samples, length), bool) if mask_NxL is None else mask_NxL
     direction = 1.0 if statistic == "logit" else -1.0
     x = x_SxNxL.astype(np.float64)
@@ -512,7 +512,7 @@ def sparse(x_SxNxL, keep_SxN, mask_NxL, targets, statistic, mode, variance, agg,
             m = len(terms)
             if agg == "hc":
                 p = np.clip(np.sort(scipy.stats.norm.sf(terms)), 1e-300, 1 - 1e-16)
-                upto = max(1, int(math.floor(round(alpha * m, 9))))
+                upto = max(1, math.floor(round(alpha * m, 9)))
                 ii = np.arange(1, upto + 1)
                 pp = p[:upto]
                 out[i, n] = np.max(np.sqrt(m) * (ii / m - pp) / np.sqrt(pp * (1 - pp)))
