@@ -12,7 +12,7 @@ same targets they are reported on, which favours the sequence-aware side
 
 - TPR [95% CI] of every attack (rows, grouped) at each K (columns), and the
   number of negatives per K;
-- for every sequence-aware attack (``seq:*``, ``profile*``) at each K, its
+- for every sequence-aware attack (``seq:*``, ``profile*``, ``sparse*``) at each K, its
   TPR divided by plain ``lira`` (per-sample variance, the paper's likely
   baseline) and by the best univariate LiRA at that K and FPR (the best of
   the ``lira*`` variants there).
@@ -20,7 +20,7 @@ same targets they are reported on, which favours the sequence-aware side
 Groups: the per-sample-variance baseline (``lira``, ``lira:statistic=loss``);
 variance pooling (LiRA with ``variance=fixed`` and ``seq`` with
 ``tied=true``); per-token structure (the other ``seq`` models and
-``profile``); other attacks. † marks a TPR, or a ratio involving one, that is
+``profile``, ``sparse``); other attacks. † marks a TPR, or a ratio involving one, that is
 unresolved: fewer than 1/FPR negatives.
 """
 
@@ -56,7 +56,7 @@ def group(spec: str) -> str:
 
 
 def is_sequence_aware(spec: str) -> bool:
-    return _options(spec)[0] in ("seq", "profile")
+    return _options(spec)[0] in ("seq", "profile", "sparse")
 
 
 def is_univariate_lira(spec: str) -> bool:
