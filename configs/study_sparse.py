@@ -11,11 +11,19 @@ the logit and the loss; higher criticism with alpha = 0.5).
 
     python -m experiments.sweep --config=configs/study_sparse.py --workdir=runs/study_sparse
     python -m experiments.study.baseline_table runs/study_sparse/sweep.csv
+
+Arguments: "" (the ensemble above); "secrets" (the secrets audit of
+``kjv_secrets.py:gpu`` at L = 256, 32,768 negatives, for one H100/H200:
+``scripts/gpu_session.sh`` phase ``sparse_secrets``); "secrets-cpu" (the
+default CPU secrets audit, L = 64, 1,024 negatives); "secrets-cpu-256" (the
+same at L = 256, about 15 minutes on 2 cores); "secrets-tiny" (tests).
+The secrets variants skip exposure (the membership question only) and run
+with ``experiments.run``.
 """
 
 import ml_collections
 
-from configs import study_baseline
+from configs import kjv_secrets, study_baseline
 
 SPARSE = (
     "sparse",
@@ -26,10 +34,33 @@ SPARSE = (
     "sparse:statistic=loss,mode=online,variance=fixed",
 )
 ATTACKS = ";".join(study_baseline.UNIVARIATE + ("profile:statistic=loss,variance=fixed",) + SPARSE)
+SECRETS_ATTACKS = ";".join(
+    study_baseline.UNIVARIATE
+    + ("seq:cov=pooled", "profile:variance=fixed", "profile:statistic=loss,variance=fixed")
+    + SPARSE
+)
 SHADOW_COUNTS = (4, 16, 64, 254)
+SECRETS = {
+    "secrets": ("gpu", 256),
+    "secrets-cpu": ("", 64),
+    "secrets-cpu-256": ("", 256),
+    "secrets-tiny": ("tiny", None),
+}
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    if arg in SECRETS:
+        variant, length = SECRETS[arg]
+        cfg = kjv_secrets.get_config(variant)
+        if length:
+            cfg.data.seq_len = length
+        cfg.score.exposure_samples = 0
+        cfg.attack.attacks = SECRETS_ATTACKS
+        return cfg
+    if arg:
+        raise ValueError(
+            f"unknown config argument {arg!r}; use '', {', '.join(map(repr, SECRETS))}"
+        )
     cfg = study_baseline.get_config(arg)
     cfg.attack.attacks = ATTACKS
     return cfg

@@ -18,7 +18,11 @@
 #   finetune       full fine-tuning and LoRA from one pretrained BPE base
 #                  (configs/kjv_finetune.py:gpu; FINETUNE_CONFIG to change it) as one sweep,
 #                  its side-by-side table, and diagnose on the full point. Needs the
-#                  tokenizers wheel in .whl/ (the GPU image lacks it).
+#                  tokenizers wheel in .whl/ (the GPU image lacks it);
+#   sparse_secrets the second study's largest run: the secrets audit at L = 256 with the
+#                  sparse estimators (configs/study_sparse.py:secrets, 64 models, 32,768
+#                  negatives: FPR 1e-4 resolved), and diagnose's ceilings at both FPRs.
+#                  SPARSE_CONFIG=configs/study_sparse.py:secrets-tiny tries it on a CPU.
 # Run from the repository root. Results: $OUT/session.tar.gz.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -108,6 +112,16 @@ if has finetune; then
   cp runs/finetune_gpu/base/base.json runs/finetune_gpu/sweep.csv "$OUT/s/" 2>/dev/null
   python3 -m experiments.diagnose --workdir="$(ls -d runs/finetune_gpu/train-* | head -1)" \
     --statistics=loss >"$OUT/s/finetune_diagnose.log" 2>&1
+fi
+if has sparse_secrets; then
+  SPARSE_CONFIG=${SPARSE_CONFIG:-configs/study_sparse.py:secrets}
+  run sparse_secrets "${SPARSE_TIMEOUT:-480}" python3 -m experiments.run \
+    --config="$SPARSE_CONFIG" --workdir=runs/sparse_secrets
+  grep -E "stage seconds|step [0-9]+/" "$OUT/s/sparse_secrets.log" | tail -n 4
+  python3 -m experiments.diagnose --workdir=runs/sparse_secrets \
+    >"$OUT/s/sparse_secrets_diagnose.log" 2>&1
+  cp runs/sparse_secrets/results/results.md runs/sparse_secrets/results/diagnostics.json \
+    "$OUT/s/" 2>/dev/null
 fi
 tar -czf "$OUT/session.tar.gz" -C "$OUT" s && rm -rf "$OUT/s"
 ls -la "$OUT"
