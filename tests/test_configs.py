@@ -26,6 +26,7 @@ ARGS = {
     "study_shadows": ("gpu", "many", "weak"),
     "study_canaries": ("gpu",),
     "study_pixels": ("s32",),
+    "study_sparse": ("secrets", "secrets-cpu", "secrets-cpu-256", "secrets-tiny"),
 }
 
 
@@ -40,6 +41,19 @@ def test_config_and_sweep_points_are_valid(name):
         assert cfg.num_shadow_models % 2 == 0
         for point in getattr(module, "get_sweep", lambda arg: [])(arg):
             attack_settings(from_config_dict(apply_overrides(raw, point)))
+
+
+def test_the_sparse_study_reuses_the_baseline_ensemble(tmp_path):
+    from configs import study_baseline, study_sparse
+    from seqmia_jax.sweep import training_dir
+
+    def train_dir(module):
+        return training_dir(tmp_path, from_config_dict(module.get_config()))
+
+    assert train_dir(study_sparse) == train_dir(study_baseline)
+    secrets = from_config_dict(study_sparse.get_config("secrets"))
+    assert secrets.data.seq_len == 256 and secrets.score.exposure_samples == 0
+    assert any(spec.startswith("sparse") for spec in attack_settings(secrets)["attacks"])
 
 
 def test_default_workdir_keeps_the_config_argument():
