@@ -16,7 +16,7 @@ Arguments: "" (the ensemble above); "secrets" (the secrets audit of
 ``kjv_secrets.py:gpu`` at L = 256, 32,768 negatives, for one H100/H200:
 ``scripts/gpu_session.sh`` phase ``sparse_secrets``); "secrets-cpu" (the
 default CPU secrets audit, L = 64, 1,024 negatives); "secrets-cpu-256" (the
-same at L = 256; training alone, about 33 minutes on 2 cores); "secrets-tiny" (tests).
+same at L = 256; its training ETA was 33 minutes on 2 cores); "secrets-tiny" (tests).
 The secrets variants skip exposure (the membership question only) and run
 with ``experiments.run``.
 """
