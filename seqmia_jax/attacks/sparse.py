@@ -42,6 +42,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 
 from seqmia_jax.attacks import common, gaussian, loo
 from seqmia_jax.attacks.base import (
@@ -117,7 +118,7 @@ def higher_criticism(z_NxL: np.ndarray, mask_NxL: np.ndarray, alpha: float) -> n
     """Per row, HC over the present positions' one-sided p-values Phi(-z) (module docstring)."""
     present_N = mask_NxL.sum(1)
     desc_NxL = _sorted_desc(z_NxL, mask_NxL)  # largest z = smallest p first
-    p_NxL = np.clip(np.asarray(jax.scipy.special.ndtr(-jnp.asarray(desc_NxL))), 1e-300, 1.0 - 1e-16)
+    p_NxL = np.clip(scipy.special.ndtr(-desc_NxL), 1e-300, 1.0 - 1e-16)
     m = np.maximum(present_N, 1).astype(np.float64)[:, None]
     i = np.arange(1, z_NxL.shape[1] + 1, dtype=np.float64)[None]
     hc_NxL = np.sqrt(m) * (i / m - p_NxL) / np.sqrt(p_NxL * (1.0 - p_NxL))
