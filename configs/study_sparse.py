@@ -18,12 +18,17 @@ Arguments: "" (the ensemble above); "secrets" (the secrets audit of
 default CPU secrets audit, L = 64, 1,024 negatives); "secrets-cpu-256" (the
 same at L = 256; its training ETA was 33 minutes on 2 cores); "secrets-tiny" (tests).
 The secrets variants skip exposure (the membership question only) and run
-with ``experiments.run``.
+with ``experiments.run``. "onset" is the width-128 models of H2b
+(``study_regime``: S = 16, N = 1,000, L = 64) between its 5 and 30 epochs,
+where memorization begins: 8, 12 and 16 epochs, targets 0-7 to choose on and
+8-15 to report on:
+
+    python -m experiments.sweep --config=configs/study_sparse.py:onset --workdir=runs/study_onset
 """
 
 import ml_collections
 
-from configs import kjv_secrets, study_baseline
+from configs import kjv_secrets, study_baseline, study_canaries, study_regime
 
 SPARSE = (
     "sparse",
@@ -40,6 +45,7 @@ SECRETS_ATTACKS = ";".join(
     + SPARSE
 )
 SHADOW_COUNTS = (4, 16, 64, 254)
+ONSET_EPOCHS = (8, 12, 16)
 SECRETS = {
     "secrets": ("gpu", 256),
     "secrets-cpu": ("", 64),
@@ -57,9 +63,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         cfg.score.exposure_samples = 0
         cfg.attack.attacks = SECRETS_ATTACKS
         return cfg
+    if arg == "onset":
+        cfg = study_regime.get_config("")
+        cfg.model.embed_dim = 128
+        cfg.attack.attacks = SECRETS_ATTACKS
+        return cfg
     if arg:
         raise ValueError(
-            f"unknown config argument {arg!r}; use '', {', '.join(map(repr, SECRETS))}"
+            f"unknown config argument {arg!r}; use '', 'onset', "
+            f"{', '.join(map(repr, SECRETS))}"
         )
     cfg = study_baseline.get_config(arg)
     cfg.attack.attacks = ATTACKS
@@ -67,5 +79,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
 
 def get_sweep(arg: str = "") -> list[dict]:
+    if arg == "onset":
+        return [
+            {"train.epochs": epochs, "attack.targets": targets}
+            for epochs in ONSET_EPOCHS
+            for targets in (study_canaries.VALIDATION, study_canaries.HELD_OUT)
+        ]
     num_models = get_config(arg).num_shadow_models
     return [{"attack.num_shadows": k} for k in SHADOW_COUNTS if k <= num_models - 2]
