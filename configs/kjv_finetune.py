@@ -77,7 +77,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     return cfg
 
 
-
 def get_sweep(arg: str = "") -> list[dict]:
     """Full fine-tuning and LoRA from one base, side by side (experiments.study.finetune_table)."""
     lora = get_config(f"{arg},lora" if arg else "lora").train

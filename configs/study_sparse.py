@@ -70,8 +70,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         return cfg
     if arg:
         raise ValueError(
-            f"unknown config argument {arg!r}; use '', 'onset', "
-            f"{', '.join(map(repr, SECRETS))}"
+            f"unknown config argument {arg!r}; use '', 'onset', {', '.join(map(repr, SECRETS))}"
         )
     cfg = study_baseline.get_config(arg)
     cfg.attack.attacks = ATTACKS

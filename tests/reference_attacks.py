@@ -475,40 +475,59 @@ def profile_weights(x_SxNxL, keep_SxN, mask_NxL, t, bins, difficulty_NxL=None, t
 
 
 # ------------------------------------------------------------------ sparse
-def sparse(x_SxNxL, keep_SxN, mask_NxL, targets, statistic, mode, variance, agg, k, alpha):
+def _sparse_terms(x, keep_SxN, mask, t, direction, mode, variance):
+    """Target t's per-token LOO evidence (z offline, the LLR online), N x L, sample by sample."""
+    num_samples, length = mask.shape
+    fit = {}
+    for side in ("in", "out"):
+        mu = np.zeros((num_samples, length))
+        var = np.zeros((num_samples, length))
+        ks = np.zeros(num_samples)
+        for n in range(num_samples):
+            vals = x[side_sets(keep_SxN, t, n)[side], n]  # k x L
+            mu[n], ks[n] = vals.mean(0), len(vals)
+            var[n] = vals.var(0, ddof=1) if len(vals) > 1 else 0.0
+        if variance == "fixed":
+            for pos in range(length):
+                on = mask[:, pos]
+                w = ks[on] - 1
+                var[:, pos] = np.sum(w * var[on, pos]) / max(np.sum(w), 1.0)
+        var = np.maximum(var, 1e-12 * var[mask].mean() + 1e-300)
+        fit[side] = (mu, np.sqrt(var * (1 + 1 / ks[:, None])))
+    if mode == "offline":
+        return direction * (x[t] - fit["out"][0]) / fit["out"][1]
+    return scipy.stats.norm.logpdf(x[t], *fit["in"]) - scipy.stats.norm.logpdf(x[t], *fit["out"])
+
+
+def sparse(
+    x_SxNxL, keep_SxN, mask_NxL, targets, statistic, mode, variance, agg, k, alpha, null="gaussian"
+):
     """Per-token LOO evidence and its top-k mean / higher criticism, sample by sample."""
-    _, num_samples, length = x_SxNxL.shape
+    num_models, num_samples, length = x_SxNxL.shape
     mask = np.ones((num_samples, length), bool) if mask_NxL is None else mask_NxL
     direction = 1.0 if statistic == "logit" else -1.0
     x = x_SxNxL.astype(np.float64)
+    terms_of = [
+        _sparse_terms(x, keep_SxN, mask, s, direction, mode, variance)
+        if null == "empirical" or s in targets
+        else None
+        for s in range(num_models)
+    ]
     out = np.zeros((len(targets), num_samples))
     for i, t in enumerate(targets):
-        fit = {}
-        for side in ("in", "out"):
-            mu = np.zeros((num_samples, length))
-            var = np.zeros((num_samples, length))
-            ks = np.zeros(num_samples)
-            for n in range(num_samples):
-                vals = x[side_sets(keep_SxN, t, n)[side], n]  # k x L
-                mu[n], ks[n] = vals.mean(0), len(vals)
-                var[n] = vals.var(0, ddof=1) if len(vals) > 1 else 0.0
-            if variance == "fixed":
-                for pos in range(length):
-                    on = mask[:, pos]
-                    w = ks[on] - 1
-                    var[:, pos] = np.sum(w * var[on, pos]) / max(np.sum(w), 1.0)
-            var = np.maximum(var, 1e-12 * var[mask].mean() + 1e-300)
-            fit[side] = (mu, np.sqrt(var * (1 + 1 / ks[:, None])))
         for n in range(num_samples):
-            xs = x[t, n][mask[n]]
-            mu_o, sd_o = fit["out"][0][n][mask[n]], fit["out"][1][n][mask[n]]
-            if mode == "offline":
-                terms = direction * (xs - mu_o) / sd_o
-            else:
-                mu_i, sd_i = fit["in"][0][n][mask[n]], fit["in"][1][n][mask[n]]
-                terms = scipy.stats.norm.logpdf(xs, mu_i, sd_i) - scipy.stats.norm.logpdf(
-                    xs, mu_o, sd_o
-                )
+            terms = terms_of[t][n][mask[n]]
+            if null == "empirical":  # each position's null: models s != t, OUT samples n' != n
+                p = np.empty(len(terms))
+                for j, pos in enumerate(np.flatnonzero(mask[n])):
+                    values = [
+                        terms_of[s][m, pos]
+                        for s in range(num_models)
+                        for m in range(num_samples)
+                        if s != t and m != n and not keep_SxN[s, m] and mask[m, pos]
+                    ]
+                    p[j] = (1 + np.sum(np.asarray(values) >= terms[j])) / (2 + len(values))
+                terms = scipy.stats.norm.isf(p)
             m = len(terms)
             if agg == "hc":
                 p = np.clip(np.sort(scipy.stats.norm.sf(terms)), 1e-300, 1 - 1e-16)

@@ -32,7 +32,23 @@ side), the per-token analogue of ``lira:variance=fixed``.
   it needs no k;
 - ``mean``: the mean of all terms (the dense reference point).
 
-Absent positions never enter a ranking or a mean. Scores are float64 numpy.
+``null`` says what a term is measured against:
+
+- ``gaussian`` (default): the raw term (z, e), and for ``hc`` the Gaussian
+  p-value Phi(-z);
+- ``empirical``: each position's own null distribution, from the shadows.
+  Every model s is scored as a target once, with the same fits. The terms of
+  the models' OUT samples at position l, over every model but the target and
+  every sample but the term's own (``empirical_p_values``), form position l's
+  null (about (S - 1) N / 2 values). A term becomes its upper-tail p-value
+  p = (1 + #{null >= term}) / (2 + #null), in (0, 1) so that z' stays
+  finite; ``topk`` and ``mean`` take z' = Phi^-1(1 - p). A position whose
+  terms are heavy-tailed under the null (a memorized token whose few OUT
+  shadows give a near-zero spread) then gets p-values as large as its tails
+  warrant, and cannot outrank a position with a real shift. ``hc`` then
+  works online too. Cost: all S models' terms, not only the targets'.
+
+Absent positions never enter a ranking, a mean or a null. Scores are float64 numpy.
 """
 
 import dataclasses
@@ -65,10 +81,13 @@ class SparseOptions(AttackOptions):
     agg: Literal["topk", "hc", "mean"] = "topk"
     k: float = option(0.1, check=lambda k: 0.0 < k <= 1.0, rule="in (0, 1]")  # topk's fraction
     alpha: float = option(0.5, check=lambda a: 0.0 < a <= 1.0, rule="in (0, 1]")  # hc's range
+    null: Literal["gaussian", "empirical"] = "gaussian"
 
     def validate(self) -> None:
-        if self.agg == "hc" and self.mode != "offline":
-            raise AttackInputError("sparse: agg='hc' needs mode='offline' (it ranks p-values)")
+        if self.agg == "hc" and self.mode != "offline" and self.null != "empirical":
+            raise AttackInputError(
+                "sparse: agg='hc' needs mode='offline' or null='empirical' (it ranks p-values)"
+            )
 
 
 def _pool_positions(var_NxL, k_N, mask_NxL):
@@ -126,16 +145,43 @@ def higher_criticism(z_NxL: np.ndarray, mask_NxL: np.ndarray, alpha: float) -> n
     return np.where(i <= upto_N[:, None], hc_NxL, -np.inf).max(1)
 
 
+def empirical_p_values(terms_SxNxL, out_SxN, mask_NxL, targets_T):
+    """Per target, each term's upper-tail p-value in its position's null (module docstring).
+
+    The null of target t's sample n at position l: the terms of every model
+    s != t at its OUT samples n' != n where l is present. Leaving sample n out
+    matters: the fits behind the other models' terms at n include the target's
+    own x_t[n] when t is OUT there, which would tie the null to t's membership.
+    """
+    null_SxNxL = out_SxN[:, :, None] & mask_NxL[None]
+    p_TxNxL = np.ones((len(targets_T),) + terms_SxNxL.shape[1:])
+    for i, t in enumerate(targets_T):
+        query_NxL = terms_SxNxL[t]
+        others_SxNxL = null_SxNxL.copy()
+        others_SxNxL[t] = False
+        # the null's counts at the query's own sample, to be left out
+        same_above_NxL = np.sum(others_SxNxL & (terms_SxNxL >= query_NxL[None]), 0)
+        same_total_NxL = others_SxNxL.sum(0)
+        for pos in range(terms_SxNxL.shape[2]):
+            pooled = np.sort(terms_SxNxL[:, :, pos][others_SxNxL[:, :, pos]])
+            above = len(pooled) - np.searchsorted(pooled, query_NxL[:, pos], "left")
+            total = len(pooled) - same_total_NxL[:, pos]
+            p_TxNxL[i, :, pos] = (1.0 + above - same_above_NxL[:, pos]) / (2.0 + total)
+    return p_TxNxL
+
+
 @register_attack("sparse", SparseOptions)
 def sparse(inputs: AttackInputs, targets_T: np.ndarray, opt: SparseOptions) -> AttackOutput:
     """Top-k or higher criticism of per-token LOO evidence (see module docstring)."""
     x = common.statistic(inputs, "sparse", opt.statistic)
     keep_SxN = np.asarray(inputs.keep_SxN, dtype=bool)
     mask_NxL = common.presence_mask(inputs.mask_NxL, *x.shape[1:])
-    rows = []
+    targets_T = np.asarray(targets_T, dtype=np.int64)
+    empirical = opt.null == "empirical"
     with gaussian.float64_scope():
         stats = loo.collect(x, keep_SxN, inputs.mask_NxL, None)
-        for t in np.asarray(targets_T, dtype=np.int64):
+
+        def terms_of(t):
             terms = _terms(
                 opt.mode,
                 opt.variance == "fixed",
@@ -145,10 +191,20 @@ def sparse(inputs: AttackInputs, targets_T: np.ndarray, opt: SparseOptions) -> A
                 loo.target_row(x, int(t), stats),
                 jnp.asarray(keep_SxN[t]),
             )
-            terms_NxL = np.asarray(terms, np.float64)
-            if opt.agg == "hc":
-                rows.append(higher_criticism(terms_NxL, mask_NxL, opt.alpha))
-            else:
-                rows.append(top_mean(terms_NxL, mask_NxL, 1.0 if opt.agg == "mean" else opt.k))
+            return np.asarray(terms, np.float64)
+
+        # The empirical null needs every model's terms; the targets' are among them.
+        models_M = np.arange(len(keep_SxN)) if empirical else targets_T
+        terms_MxNxL = np.stack([terms_of(t) for t in models_M])
+    terms_TxNxL = terms_MxNxL
+    if empirical:
+        p_TxNxL = empirical_p_values(terms_MxNxL, ~keep_SxN, mask_NxL, targets_T)
+        terms_TxNxL = -scipy.special.ndtri(p_TxNxL)  # z' = Phi^-1(1 - p)
+    rows = []
+    for terms_NxL in terms_TxNxL:
+        if opt.agg == "hc":
+            rows.append(higher_criticism(terms_NxL, mask_NxL, opt.alpha))
+        else:
+            rows.append(top_mean(terms_NxL, mask_NxL, 1.0 if opt.agg == "mean" else opt.k))
     diagnostics = {"options": opt.as_dict(), "equal_count_rule": loo.equal_counts(keep_SxN)}
     return AttackOutput(scores_TxN=np.stack(rows), diagnostics=diagnostics)
