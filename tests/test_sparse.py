@@ -106,6 +106,26 @@ def test_null_calibration(num_models, num_samples):
         assert tpr_at_fpr(y, s, 1e-2) <= 0.02, options
 
 
+def test_the_empirical_null_is_calibrated_with_few_samples():
+    # Secrets-sized ensembles (S = 16, N = 128): each null leaves the query's own sample
+    # out, since the other models' fits there hold the target's row. 40 draws, 81,920 scores.
+    labels, scores = [], {0: [], 1: []}
+    for rep in range(40):
+        rng = np.random.default_rng(100 + rep)
+        keep = balanced_keep(rng, 16, 128)
+        x = gaussian_stats(rng, 16, 128, 16, shift_std=0.3, rho=0.5)
+        inputs = AttackInputs(stats={"logit": x}, keep_SxN=keep)
+        labels.append(keep.reshape(-1))
+        for i, options in enumerate([{}, {"agg": "hc", "variance": "fixed"}]):
+            got = _run(inputs, np.arange(16), null="empirical", **options)
+            scores[i].append(got.reshape(-1))
+    y = np.concatenate(labels)
+    for i, parts in scores.items():
+        s = np.concatenate(parts)
+        assert abs(roc_auc_score(y, s) - 0.5) < 0.01, i
+        assert tpr_at_fpr(y, s, 1e-2) <= 0.015, i
+
+
 def test_a_few_shifted_positions_are_found_better_than_by_the_mean():
     # Members' logit rises by 3 sd on 2 of 64 positions (a secret in ordinary text).
     rng = np.random.default_rng(0)
