@@ -17,8 +17,10 @@ Arguments: "" (the ensemble above); "secrets" (the secrets audit of
 ``scripts/gpu_session.sh`` phase ``sparse_secrets``); "secrets-cpu" (the
 default CPU secrets audit, L = 64, 1,024 negatives); "secrets-cpu-256" (the
 same at L = 256; its training ETA was 33 minutes on 2 cores); "secrets-tiny" (tests).
-The secrets variants skip exposure (the membership question only) and run
-with ``experiments.run``. "onset" is the width-128 models of H2b
+The secrets variants skip exposure (the membership question only); their
+sweep is the two target halves (choose on the first, report on the second;
+``experiments.study.heldout_table``), and ``experiments.run`` runs them on all
+targets at once. "onset" is the width-128 models of H2b
 (``study_regime``: S = 16, N = 1,000, L = 64) between its 5 and 30 epochs,
 where memorization begins: 8, 12 and 16 epochs, targets 0-7 to choose on and
 8-15 to report on:
@@ -38,11 +40,22 @@ SPARSE = (
     "sparse:statistic=loss,variance=fixed",
     "sparse:statistic=loss,mode=online,variance=fixed",
 )
-ATTACKS = ";".join(study_baseline.UNIVARIATE + ("profile:statistic=loss,variance=fixed",) + SPARSE)
+# Each position against its own empirical null (fixed after the runs above, before
+# any real run of the empirical null; the same four on every ensemble).
+EMPIRICAL = (
+    "sparse:null=empirical,variance=fixed",
+    "sparse:statistic=loss,null=empirical,variance=fixed",
+    "sparse:mode=online,null=empirical,variance=fixed",
+    "sparse:agg=hc,null=empirical,variance=fixed",
+)
+ATTACKS = ";".join(
+    study_baseline.UNIVARIATE + ("profile:statistic=loss,variance=fixed",) + SPARSE + EMPIRICAL
+)
 SECRETS_ATTACKS = ";".join(
     study_baseline.UNIVARIATE
     + ("seq:cov=pooled", "profile:variance=fixed", "profile:statistic=loss,variance=fixed")
     + SPARSE
+    + EMPIRICAL
 )
 SHADOW_COUNTS = (4, 16, 64, 254)
 ONSET_EPOCHS = (8, 12, 16)
@@ -85,4 +98,7 @@ def get_sweep(arg: str = "") -> list[dict]:
             for targets in (study_canaries.VALIDATION, study_canaries.HELD_OUT)
         ]
     num_models = get_config(arg).num_shadow_models
+    if arg in SECRETS:  # every model a target: half to choose on, half to report on
+        half = num_models // 2
+        return [{"attack.targets": f"0:{half}"}, {"attack.targets": f"{half}:{num_models}"}]
     return [{"attack.num_shadows": k} for k in SHADOW_COUNTS if k <= num_models - 2]

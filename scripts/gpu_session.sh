@@ -20,8 +20,9 @@
 #                  its side-by-side table, and diagnose on the full point. Needs the
 #                  tokenizers wheel in .whl/ (the GPU image lacks it);
 #   sparse_secrets the second study's largest run: the secrets audit at L = 256 with the
-#                  sparse estimators (configs/study_sparse.py:secrets, 64 models, 32,768
-#                  negatives: FPR 1e-4 resolved), and diagnose's ceilings at both FPRs.
+#                  sparse estimators (configs/study_sparse.py:secrets, 64 models) as a sweep
+#                  over the two target halves (16,384 negatives each: FPR 1e-4 resolved on
+#                  the held-out half), its held-out table, and diagnose's ceilings.
 #                  SPARSE_CONFIG=configs/study_sparse.py:secrets-tiny tries it on a CPU.
 # Run from the repository root. Results: $OUT/session.tar.gz.
 set -uo pipefail
@@ -115,13 +116,14 @@ if has finetune; then
 fi
 if has sparse_secrets; then
   SPARSE_CONFIG=${SPARSE_CONFIG:-configs/study_sparse.py:secrets}
-  run sparse_secrets "${SPARSE_TIMEOUT:-480}" python3 -m experiments.run \
+  run sparse_secrets "${SPARSE_TIMEOUT:-480}" python3 -m experiments.sweep \
     --config="$SPARSE_CONFIG" --workdir=runs/sparse_secrets
   grep -E "stage seconds|step [0-9]+/" "$OUT/s/sparse_secrets.log" | tail -n 4
-  python3 -m experiments.diagnose --workdir=runs/sparse_secrets \
-    >"$OUT/s/sparse_secrets_diagnose.log" 2>&1
-  cp runs/sparse_secrets/results/results.md runs/sparse_secrets/results/diagnostics.json \
-    "$OUT/s/" 2>/dev/null
+  python3 -m experiments.study.heldout_table runs/sparse_secrets/sweep.csv \
+    | tee "$OUT/s/sparse_secrets_heldout.md"
+  python3 -m experiments.diagnose --workdir="$(ls -d runs/sparse_secrets/train-* | head -1)" \
+    --output="$OUT/s/sparse_secrets_diagnostics.json" >"$OUT/s/sparse_secrets_diagnose.log" 2>&1
+  cp runs/sparse_secrets/sweep.csv "$OUT/s/sparse_secrets_sweep.csv" 2>/dev/null
 fi
 tar -czf "$OUT/session.tar.gz" -C "$OUT" s && rm -rf "$OUT/s"
 ls -la "$OUT"

@@ -63,14 +63,14 @@ def is_univariate_lira(spec: str) -> bool:
     return _options(spec)[0] == "lira"
 
 
-def _resolved(row: dict, fpr: str) -> bool:
+def resolved(row: dict, fpr: str) -> bool:
     flag = row.get(f"resolved@{fpr}")
     if flag in ("True", "False"):
         return flag == "True"
     return int(row[f"negatives@{fpr}"]) * float(fpr) >= 1
 
 
-def _ratio(num: float, den: float) -> str:
+def ratio_text(num: float, den: float) -> str:
     if den == 0:
         return "∞" if num > 0 else "-"
     r = num / den
@@ -83,11 +83,11 @@ def read_rows(path: str) -> dict[tuple[int, str], dict]:
         return {(int(r["attack.num_shadows"]), r["attack"]): r for r in csv.DictReader(f)}
 
 
-def _tpr(row: dict, fpr: str, ci: bool = False) -> str:
+def tpr_text(row: dict, fpr: str, ci: bool = False) -> str:
     text = f"{float(row[f'tpr@{fpr}']):.4f}"
     if ci:
         text += f" [{float(row[f'tpr@{fpr}_lo']):.4f}, {float(row[f'tpr@{fpr}_hi']):.4f}]"
-    return text + ("" if _resolved(row, fpr) else " †")
+    return text + ("" if resolved(row, fpr) else " †")
 
 
 def _best(rows: dict, k: int, fpr: str, attacks: list[str]) -> str | None:
@@ -116,10 +116,10 @@ def summary_lines(rows: dict, counts: list[int], attacks: list[str]) -> Iterator
             tpr = {a: float(rows[(k, a)][f"tpr@{fpr}"]) for a in (uni, pool, seq, "lira")}
             yield (
                 f"| {float(fpr):g} | {k} | {int(lira[f'negatives@{fpr}']):,} | "
-                f"{_tpr(lira, fpr, ci=True)} | {_ratio(tpr[pool], tpr['lira'])} (`{pool}`) | "
-                f"{_tpr(rows[(k, uni)], fpr, ci=True)} `{uni}` | "
-                f"{_tpr(rows[(k, seq)], fpr, ci=True)} `{seq}` | "
-                f"{_ratio(tpr[seq], tpr['lira'])} | {_ratio(tpr[seq], tpr[uni])} |"
+                f"{tpr_text(lira, fpr, ci=True)} | {ratio_text(tpr[pool], tpr['lira'])} (`{pool}`) | "
+                f"{tpr_text(rows[(k, uni)], fpr, ci=True)} `{uni}` | "
+                f"{tpr_text(rows[(k, seq)], fpr, ci=True)} `{seq}` | "
+                f"{ratio_text(tpr[seq], tpr['lira'])} | {ratio_text(tpr[seq], tpr[uni])} |"
             )
 
 
@@ -144,7 +144,7 @@ def table_lines(path: str) -> Iterator[str]:
             cells = []
             for k in counts:
                 r = rows.get((k, a))
-                cells.append("-" if r is None else _tpr(r, fpr, ci=True))
+                cells.append("-" if r is None else tpr_text(r, fpr, ci=True))
             yield f"| {group(a)} | `{a}` | " + " | ".join(cells) + " |"
         negatives = []
         for k in counts:
@@ -185,10 +185,10 @@ def _ratio_lines(rows, counts, attacks, fpr: str) -> Iterator[str]:
                 cells.append("-")
                 continue
             tpr = float(r[f"tpr@{fpr}"])
-            resolved = _resolved(r, fpr) and _resolved(lira, fpr)
-            to_lira = _ratio(tpr, float(lira[f"tpr@{fpr}"]))
-            to_best = _ratio(tpr, best[k][0])
-            cells.append(f"{to_lira} / {to_best}" + ("" if resolved else " †"))
+            both = resolved(r, fpr) and resolved(lira, fpr)
+            to_lira = ratio_text(tpr, float(lira[f"tpr@{fpr}"]))
+            to_best = ratio_text(tpr, best[k][0])
+            cells.append(f"{to_lira} / {to_best}" + ("" if both else " †"))
         yield f"| {group(a)} | `{a}` | " + " | ".join(cells) + " |"
 
 

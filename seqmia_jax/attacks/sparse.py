@@ -154,20 +154,25 @@ def empirical_p_values(terms_SxNxL, out_SxN, mask_NxL, targets_T):
     own x_t[n] when t is OUT there, which would tie the null to t's membership.
     """
     null_SxNxL = out_SxN[:, :, None] & mask_NxL[None]
-    p_TxNxL = np.ones((len(targets_T),) + terms_SxNxL.shape[1:])
+    above_TxNxL = np.zeros((len(targets_T),) + terms_SxNxL.shape[1:])  # null terms >= the query
+    total_TxNxL = np.zeros_like(above_TxNxL)
     for i, t in enumerate(targets_T):
-        query_NxL = terms_SxNxL[t]
+        # left out: the other models' null terms at the query's own sample ...
         others_SxNxL = null_SxNxL.copy()
         others_SxNxL[t] = False
-        # the null's counts at the query's own sample, to be left out
-        same_above_NxL = np.sum(others_SxNxL & (terms_SxNxL >= query_NxL[None]), 0)
-        same_total_NxL = others_SxNxL.sum(0)
-        for pos in range(terms_SxNxL.shape[2]):
-            pooled = np.sort(terms_SxNxL[:, :, pos][others_SxNxL[:, :, pos]])
-            above = len(pooled) - np.searchsorted(pooled, query_NxL[:, pos], "left")
-            total = len(pooled) - same_total_NxL[:, pos]
-            p_TxNxL[i, :, pos] = (1.0 + above - same_above_NxL[:, pos]) / (2.0 + total)
-    return p_TxNxL
+        above_TxNxL[i] = -np.sum(others_SxNxL & (terms_SxNxL >= terms_SxNxL[t][None]), 0)
+        total_TxNxL[i] = -others_SxNxL.sum(0)
+    for pos in range(terms_SxNxL.shape[2]):
+        pooled = np.sort(terms_SxNxL[:, :, pos][null_SxNxL[:, :, pos]])
+        for i, t in enumerate(targets_T):
+            # ... and every null term of the target model itself
+            own = np.sort(terms_SxNxL[t, :, pos][null_SxNxL[t, :, pos]])
+            query_N = terms_SxNxL[t, :, pos]
+            above_TxNxL[i, :, pos] += (len(pooled) - np.searchsorted(pooled, query_N, "left")) - (
+                len(own) - np.searchsorted(own, query_N, "left")
+            )
+            total_TxNxL[i, :, pos] += len(pooled) - len(own)
+    return (1.0 + above_TxNxL) / (2.0 + total_TxNxL)
 
 
 @register_attack("sparse", SparseOptions)
