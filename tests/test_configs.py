@@ -26,7 +26,17 @@ ARGS = {
     "study_shadows": ("gpu", "many", "weak"),
     "study_canaries": ("gpu",),
     "study_pixels": ("s32",),
-    "study_sparse": ("onset", "secrets", "secrets-cpu", "secrets-cpu-256", "secrets-tiny"),
+    "study_sparse": (
+        "onset",
+        "finetune",
+        "finetune-lora",
+        "secrets",
+        "secrets-cpu",
+        "secrets-cpu-32",
+        "secrets-cpu-256",
+        "secrets-dp",
+        "secrets-tiny",
+    ),
 }
 
 
