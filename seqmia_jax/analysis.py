@@ -189,6 +189,53 @@ def in_mixture(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray) -> dict:
     return report
 
 
+def loo_out_z(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray) -> np.ndarray:
+    """Each model's z-score at each of its OUT samples against the sample's other OUT shadows.
+
+    (x_s - mean) / (sd sqrt(1 + 1/k)) over the k other OUT shadows, ddof=1:
+    Student-t with k - 1 degrees of freedom when the statistic is Gaussian.
+    S x N x L float64, NaN where the model is IN.
+    """
+    x = np.asarray(stats_SxNxL, np.float64)
+    out_SxN = ~np.asarray(keep_SxN, bool)
+    k_N = out_SxN.sum(0) - 1.0  # the other OUT shadows
+    if np.any(k_N < 2):
+        raise ValueError("loo_out_z needs at least 3 OUT shadows per sample")
+    on_SxNx1 = out_SxN[:, :, None]
+    total_NxL = np.sum(np.where(on_SxNx1, x, 0.0), 0)
+    k = k_N[None, :, None]
+    # shifted by the OUT mean first, against cancellation in the sums of squares
+    xc = x - (total_NxL / (k_N + 1.0)[:, None])[None]
+    square_NxL = np.sum(np.where(on_SxNx1, xc * xc, 0.0), 0)
+    mean = -xc / k  # the others' mean of xc: their total is -xc, since all OUT sum to 0
+    var = (square_NxL[None] - xc * xc - k * mean**2) / (k - 1.0)
+    z = (xc - mean) / np.sqrt(np.maximum(var, 1e-300) * (1.0 + 1.0 / k))
+    return np.where(on_SxNx1, z, np.nan)
+
+
+def out_tails(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, where_NxL: np.ndarray) -> dict:
+    """How heavy the OUT shadows' per-token tails are at the positions ``where_NxL`` marks.
+
+    The noise terms a per-token attack ranks: ``loo_out_z`` at those
+    positions. Returned: the fractions beyond 3 and 5 in absolute value, and
+    what the Student t of a Gaussian statistic gives (its k: the median OUT
+    count minus one).
+    """
+    import scipy.stats
+
+    z_SxNxL = loo_out_z(stats_SxNxL, keep_SxN)
+    z = z_SxNxL[~np.isnan(z_SxNxL) & np.asarray(where_NxL, bool)[None]]
+    dof = float(np.median((~np.asarray(keep_SxN, bool)).sum(0))) - 2.0
+    return {
+        "num_terms": int(z.size),
+        "t_dof": dof,
+        "beyond_3": float(np.mean(np.abs(z) > 3.0)),
+        "beyond_3_t": float(2.0 * scipy.stats.t.sf(3.0, dof)),
+        "beyond_5": float(np.mean(np.abs(z) > 5.0)),
+        "beyond_5_t": float(2.0 * scipy.stats.t.sf(5.0, dof)),
+    }
+
+
 def secret_positions(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, secret_NxL: np.ndarray) -> dict:
     """Where the signal sits with secrets: the shift SNR at secret and at carrier positions.
 
@@ -210,6 +257,8 @@ def secret_positions(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, secret_NxL: 
         "mean_shift_over_sd_secret": float(snr_NxL[secret_NxL].mean()),
         "mean_shift_over_sd_carrier": float(snr_NxL[~secret_NxL].mean()),
         "ceiling_secret_positions_only": per_token_ceiling(secret_only, keep_SxN),
+        "out_tails_secret": out_tails(x, keep_SxN, secret_NxL),
+        "out_tails_carrier": out_tails(x, keep_SxN, ~secret_NxL),
     }
 
 

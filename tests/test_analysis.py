@@ -108,6 +108,33 @@ def test_ceiling_noise_inflates_the_raw_tails_and_shrinkage_removes_it():
     assert abs(got["per_token_shrunk"] - true_tpr["per_token"]) < 0.5 * true_tpr["per_token"]
 
 
+def test_out_tails_match_student_t_and_see_heavier_ones():
+    rng = np.random.default_rng(6)
+    num_models, num_samples, length = 16, 2000, 8
+    keep_SxN = membership.make_membership(num_models, num_samples, 3)
+    x = rng.standard_normal((num_models, num_samples, length)) + rng.normal(size=length)
+    heavy_NxL = np.zeros((num_samples, length), bool)
+    heavy_NxL[:, :4] = True
+    x[:, :, :4] = rng.standard_t(2, size=(num_models, num_samples, 4))
+    gauss = analysis.out_tails(x, keep_SxN, ~heavy_NxL)
+    assert gauss["t_dof"] == 6 and gauss["num_terms"] == 8 * num_samples * 4
+    # 64,000 Gaussian terms: the t_6 rates (0.024 beyond 3, 0.0025 beyond 5) within 15%
+    assert abs(gauss["beyond_3"] / gauss["beyond_3_t"] - 1) < 0.15
+    assert abs(gauss["beyond_5"] / gauss["beyond_5_t"] - 1) < 0.15
+    heavy = analysis.out_tails(x, keep_SxN, heavy_NxL)
+    assert heavy["beyond_5"] > 2 * heavy["beyond_5_t"]
+    # loo_out_z against a two-pass float64 reference, entry by entry
+    z_SxNxL = analysis.loo_out_z(x[:, :50], keep_SxN[:, :50])
+    for s in range(num_models):
+        for n in range(50):
+            if keep_SxN[s, n]:
+                assert np.all(np.isnan(z_SxNxL[s, n]))
+                continue
+            others = x[~keep_SxN[:, n] & (np.arange(num_models) != s), n]
+            sd = others.std(0, ddof=1) * np.sqrt(1 + 1 / len(others))
+            np.testing.assert_allclose(z_SxNxL[s, n], (x[s, n] - others.mean(0)) / sd, rtol=1e-9)
+
+
 def test_secret_positions_find_a_shift_planted_on_the_secret_alone():
     rng = np.random.default_rng(5)
     num_models, num_samples, length, shift = 32, 400, 16, 1.5
