@@ -223,6 +223,8 @@ def out_tails(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, where_NxL: np.ndarr
     """
     import scipy.stats
 
+    if np.min((~np.asarray(keep_SxN, bool)).sum(0)) < 3:
+        return {"skipped": "needs at least 3 OUT shadows per sample"}
     z_SxNxL = loo_out_z(stats_SxNxL, keep_SxN)
     z = z_SxNxL[~np.isnan(z_SxNxL) & np.asarray(where_NxL, bool)[None]]
     dof = float(np.median((~np.asarray(keep_SxN, bool)).sum(0))) - 2.0

@@ -123,6 +123,8 @@ def test_out_tails_match_student_t_and_see_heavier_ones():
     assert abs(gauss["beyond_5"] / gauss["beyond_5_t"] - 1) < 0.15
     heavy = analysis.out_tails(x, keep_SxN, heavy_NxL)
     assert heavy["beyond_5"] > 2 * heavy["beyond_5_t"]
+    few = membership.make_membership(4, 10, 3)
+    assert "skipped" in analysis.out_tails(np.zeros((4, 10, 8)), few, np.ones((10, 8), bool))
     # loo_out_z against a two-pass float64 reference, entry by entry
     z_SxNxL = analysis.loo_out_z(x[:, :50], keep_SxN[:, :50])
     for s in range(num_models):
