@@ -43,10 +43,11 @@ side), the per-token analogue of ``lira:variance=fixed``.
   null (about (S - 1) N / 2 values). A term becomes its upper-tail p-value
   p = (1 + #{null >= term}) / (2 + #null), in (0, 1) so that z' stays
   finite; ``topk`` and ``mean`` take z' = Phi^-1(1 - p). A position whose
-  terms are heavy-tailed under the null (a memorized token whose few OUT
-  shadows give a near-zero spread) then gets p-values as large as its tails
-  warrant, and cannot outrank a position with a real shift. ``hc`` then
-  works online too. Cost: all S models' terms, not only the targets'.
+  terms are heavy-tailed under the null then gets p-values as large as its
+  tails warrant, so its tails alone cannot outrank a position with a real
+  shift. ``hc`` then works online too. Cost: all S models' terms, not only
+  the targets'. (On the secrets audit it did not help: the tails there are
+  close to Student t; docs/study.md H17.)
 
 Absent positions never enter a ranking, a mean or a null. Scores are float64 numpy.
 """
