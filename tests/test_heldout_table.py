@@ -65,3 +65,9 @@ def test_needs_two_halves(tmp_path):
     _write(tmp_path / "sweep.csv", {k: v for k, v in TPRS.items() if k[1] == "0:8"})
     with pytest.raises(SystemExit, match="two attack.targets halves"):
         heldout_table.main([str(tmp_path / "sweep.csv")])
+    _write(
+        tmp_path / "sweep.csv",
+        {(e, "8" if t == "0:8" else t, a): v for (e, t, a), v in TPRS.items()},
+    )
+    with pytest.raises(SystemExit, match="halves a:b"):
+        heldout_table.main([str(tmp_path / "sweep.csv")])

@@ -30,9 +30,13 @@ METRICS = ("point", "attack", "num_models", "auc", "auc_lo", "auc_hi")
 
 
 def _halves(rows: list[dict]) -> tuple[str, str]:
-    values = sorted({r["attack.targets"] for r in rows}, key=lambda v: int(v.split(":")[0] or 0))
-    if len(values) != 2:
-        raise SystemExit(f"need exactly two attack.targets halves, found {values}")
+    values = sorted({r["attack.targets"] for r in rows})
+    if len(values) != 2 or not all(v.count(":") == 1 for v in values):
+        raise SystemExit(f"need exactly two attack.targets halves a:b, found {values}")
+    try:
+        values.sort(key=lambda v: int(v.split(":")[0] or 0))
+    except ValueError:
+        raise SystemExit(f"need exactly two attack.targets halves a:b, found {values}") from None
     return values[0], values[1]
 
 
