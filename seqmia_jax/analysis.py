@@ -258,7 +258,9 @@ def secret_positions(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, secret_NxL: 
         "num_secret_positions": int(per_sample[0]),
         "mean_shift_over_sd_secret": float(snr_NxL[secret_NxL].mean()),
         "mean_shift_over_sd_carrier": float(snr_NxL[~secret_NxL].mean()),
-        "ceiling_secret_positions_only": per_token_ceiling(secret_only, keep_SxN),
+        "ceiling_secret_positions_only": per_token_ceiling(
+            secret_only, keep_SxN, fprs=(1e-2, 1e-3, 1e-4)
+        ),
         "out_tails_secret": out_tails(x, keep_SxN, secret_NxL),
         "out_tails_carrier": out_tails(x, keep_SxN, ~secret_NxL),
     }
