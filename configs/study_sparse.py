@@ -125,9 +125,8 @@ def get_sweep(arg: str = "") -> list[dict]:
             for targets in (study_canaries.VALIDATION, study_canaries.HELD_OUT)
         ]
     num_models = get_config(arg).num_shadow_models
-    if (
-        arg in SECRETS or arg in FINETUNE
-    ):  # every model a target: choose on one half, report on the other
+    if arg in SECRETS or arg in FINETUNE:
+        # every model a target: choose on one half, report on the other
         half = num_models // 2
         return [{"attack.targets": f"0:{half}"}, {"attack.targets": f"{half}:{num_models}"}]
     return [{"attack.num_shadows": k} for k in SHADOW_COUNTS if k <= num_models - 2]
