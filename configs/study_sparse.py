@@ -49,8 +49,7 @@ SPARSE = (
     "sparse:statistic=loss,mode=online,variance=fixed",
 )
 # Each position against its own empirical null (fixed after the runs of H16, before
-# any real run of the empirical null; docs/study_sparse.csv, the natural-text
-# sweep of H16, predates them).
+# any real run of the empirical null).
 EMPIRICAL = (
     "sparse:null=empirical,variance=fixed",
     "sparse:statistic=loss,null=empirical,variance=fixed",
