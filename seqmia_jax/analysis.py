@@ -221,21 +221,32 @@ def out_tails(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, where_NxL: np.ndarr
     what the Student t of a Gaussian statistic gives (its k: the median OUT
     count minus one).
     """
+    return _tails(stats_SxNxL, keep_SxN, [where_NxL])[0]
+
+
+def _tails(stats_SxNxL, keep_SxN, wheres: list) -> list[dict]:
+    """``out_tails`` of each mask in ``wheres``, from one ``loo_out_z``."""
     import scipy.stats
 
-    if np.min((~np.asarray(keep_SxN, bool)).sum(0)) < 3:
-        return {"skipped": "needs at least 3 OUT shadows per sample"}
+    out_N = (~np.asarray(keep_SxN, bool)).sum(0)
+    if np.min(out_N) < 3:
+        return [{"skipped": "needs at least 3 OUT shadows per sample"} for _ in wheres]
     z_SxNxL = loo_out_z(stats_SxNxL, keep_SxN)
-    z = z_SxNxL[~np.isnan(z_SxNxL) & np.asarray(where_NxL, bool)[None]]
-    dof = float(np.median((~np.asarray(keep_SxN, bool)).sum(0))) - 2.0
-    return {
-        "num_terms": int(z.size),
-        "t_dof": dof,
-        "beyond_3": float(np.mean(np.abs(z) > 3.0)),
-        "beyond_3_t": float(2.0 * scipy.stats.t.sf(3.0, dof)),
-        "beyond_5": float(np.mean(np.abs(z) > 5.0)),
-        "beyond_5_t": float(2.0 * scipy.stats.t.sf(5.0, dof)),
-    }
+    dof = float(np.median(out_N)) - 2.0
+    rates = []
+    for where_NxL in wheres:
+        z = z_SxNxL[~np.isnan(z_SxNxL) & np.asarray(where_NxL, bool)[None]]
+        rates.append(
+            {
+                "num_terms": int(z.size),
+                "t_dof": dof,
+                "beyond_3": float(np.mean(np.abs(z) > 3.0)),
+                "beyond_3_t": float(2.0 * scipy.stats.t.sf(3.0, dof)),
+                "beyond_5": float(np.mean(np.abs(z) > 5.0)),
+                "beyond_5_t": float(2.0 * scipy.stats.t.sf(5.0, dof)),
+            }
+        )
+    return rates
 
 
 def secret_positions(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, secret_NxL: np.ndarray) -> dict:
@@ -254,6 +265,7 @@ def secret_positions(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, secret_NxL: 
         raise ValueError("secret_mask.npy must mark the same number of positions in every sample")
     x = np.asarray(stats_SxNxL, np.float64)
     secret_only = x[:, secret_NxL].reshape(x.shape[0], x.shape[1], int(per_sample[0]))
+    tails = _tails(x, keep_SxN, [secret_NxL, ~secret_NxL])
     return {
         "num_secret_positions": int(per_sample[0]),
         "mean_shift_over_sd_secret": float(snr_NxL[secret_NxL].mean()),
@@ -261,8 +273,8 @@ def secret_positions(stats_SxNxL: np.ndarray, keep_SxN: np.ndarray, secret_NxL: 
         "ceiling_secret_positions_only": per_token_ceiling(
             secret_only, keep_SxN, fprs=(1e-2, 1e-3, 1e-4)
         ),
-        "out_tails_secret": out_tails(x, keep_SxN, secret_NxL),
-        "out_tails_carrier": out_tails(x, keep_SxN, ~secret_NxL),
+        "out_tails_secret": tails[0],
+        "out_tails_carrier": tails[1],
     }
 
 

@@ -164,6 +164,14 @@ def _rows(name: str, overrides: dict, results: dict) -> list[dict]:
     return rows
 
 
+def swept_keys(row: dict) -> list[str]:
+    """The override columns of a sweep.csv row (``_rows``), in order; not the metrics."""
+    fixed = {"point", "attack", "num_models", "auc", "auc_lo", "auc_hi"}
+    return [
+        k for k in row if k not in fixed and not k.startswith(("tpr@", "negatives@", "resolved@"))
+    ]
+
+
 def plot_sweep(rows: list[dict], path: Path, fprs: tuple[str, ...] = ("0.001", "0.0001")) -> None:
     """TPR at each FPR in ``fprs`` (columns) against the numeric swept variable, per attack.
 
@@ -174,12 +182,7 @@ def plot_sweep(rows: list[dict], path: Path, fprs: tuple[str, ...] = ("0.001", "
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fixed = {"point", "attack", "num_models", "auc", "auc_lo", "auc_hi"}
-    swept = [
-        k
-        for k in rows[0]
-        if k not in fixed and not k.startswith(("tpr@", "negatives@", "resolved@"))
-    ]
+    swept = swept_keys(rows[0])
     numeric = [k for k in swept if all(isinstance(r.get(k), (int, float)) for r in rows)]
     xkey = numeric[0] if numeric else "point"
     others = [k for k in swept if k != xkey]

@@ -25,19 +25,17 @@ from experiments.study.baseline_table import (
     resolved,
     tpr_text,
 )
-
-METRICS = ("point", "attack", "num_models", "auc", "auc_lo", "auc_hi")
+from seqmia_jax.sweep import swept_keys
 
 
 def _halves(rows: list[dict]) -> tuple[str, str]:
+    """The two ``attack.targets`` ranges a:b, the one that starts first first."""
     values = sorted({r["attack.targets"] for r in rows})
-    if len(values) != 2 or not all(v.count(":") == 1 for v in values):
+    starts = [(v.split(":")[0] or "0") if v.count(":") == 1 else "" for v in values]
+    if len(values) != 2 or not all(x.isdigit() for x in starts):
         raise SystemExit(f"need exactly two attack.targets halves a:b, found {values}")
-    try:
-        values.sort(key=lambda v: int(v.split(":")[0] or 0))
-    except ValueError:
-        raise SystemExit(f"need exactly two attack.targets halves a:b, found {values}") from None
-    return values[0], values[1]
+    (_, first), (_, second) = sorted(zip(map(int, starts), values))
+    return first, second
 
 
 def _best(rows: dict, fpr: str, attacks: list[str]) -> str | None:
@@ -57,12 +55,7 @@ def table_lines(path: str) -> Iterator[str]:
     if not rows or "attack.targets" not in rows[0]:
         raise SystemExit(f"{path}: no attack.targets column (a validation / held-out sweep)")
     validation, held_out = _halves(rows)
-    keys = [
-        k
-        for k in rows[0]
-        if k not in METRICS + ("attack.targets",)
-        and not k.startswith(("tpr@", "negatives@", "resolved@"))
-    ]
+    keys = [k for k in swept_keys(rows[0]) if k != "attack.targets"]
     groups = list(dict.fromkeys(tuple(r[k] for k in keys) for r in rows))
     label = ", ".join(keys) or "group"
     yield (
