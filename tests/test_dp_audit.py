@@ -143,3 +143,21 @@ def test_soundness_under_poisson_membership_with_32_dp_models(tmp_path):
     )
     _check_poisson_run(cfg, tmp_path, results)
     assert results["dp"]["epsilon"] <= 1.0 + 1e-9
+
+
+def test_dp_sgd_without_noise_reports_an_infinite_accountant_epsilon(tmp_path):
+    # Noise multiplier 0 (an ablation: clipping and Poisson batches only) has no
+    # finite epsilon; the audit must still finish and say so in its tables.
+    cfg = tiny_config(
+        "kjv_dp",
+        **{
+            "attack.attacks": "lira:variance=fixed",
+            "train.epochs": 2,
+            "train.dp_target_epsilon": 0.0,
+            "train.dp_noise_multiplier": 0.0,
+        },
+    )
+    results = run_audit(cfg, tmp_path)["results"]
+    assert results["dp"]["epsilon"] is None and results["dp"]["noise_multiplier"] == 0.0
+    table = (tmp_path / "results" / "results.md").read_text()
+    assert "DP-SGD at epsilon infinity (noise multiplier 0: no privacy guarantee)" in table

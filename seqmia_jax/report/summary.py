@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqmia_jax.report.table import fmt
+from seqmia_jax.report.table import accountant_epsilon, fmt
 
 _CHUNK_ELEMENTS = 1 << 24  # the loss gap reads the S x N x L memmap in blocks of about this size
 
@@ -93,7 +93,7 @@ def header_facts(results: dict, gap: dict | None, loss_path: Path | None = None)
     dp = results.get("dp")
     if dp:
         facts.append(
-            f"DP-SGD: accountant epsilon {dp['epsilon']:.3g} at delta {dp['delta']:g} "
+            f"DP-SGD: accountant epsilon {accountant_epsilon(dp)} at delta {dp['delta']:g} "
             f"({dp['accountant']}; noise multiplier {dp['noise_multiplier']:.3g}, clip norm "
             f"{dp['clip_norm']:g}, sample rate {dp['sample_rate']:.3g}, {dp['steps']} steps)"
         )

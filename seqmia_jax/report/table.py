@@ -15,6 +15,14 @@ def fmt(value: float | None, digits: int) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def accountant_epsilon(dp: dict) -> str:
+    """The accountant's epsilon of a DP record; infinite (stored as null) without noise."""
+    eps = dp.get("epsilon")
+    if eps is None or not math.isfinite(eps):
+        return "infinity (noise multiplier 0: no privacy guarantee)"
+    return f"{eps:.3g}"
+
+
 def _with_ci(value: float | None, ci: Sequence[float | None], digits: int) -> str:
     lo, hi = ci if ci else (None, None)
     if lo is None or hi is None:
@@ -66,7 +74,7 @@ def epsilon_table_markdown(results: dict) -> str:
     dp = results.get("dp")
     if dp:
         lines.append(
-            f"The shadows were trained with DP-SGD at epsilon {dp['epsilon']:.3g}, delta "
+            f"The shadows were trained with DP-SGD at epsilon {accountant_epsilon(dp)}, delta "
             f"{dp['delta']:g} ({dp['accountant']}); an empirical bound above it would mean a "
             "broken implementation or analysis."
         )
