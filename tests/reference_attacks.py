@@ -57,13 +57,14 @@ def lira(x_SxNxL, keep_SxN, mask_NxL, targets, mode, variance, offline_test, dir
             mus, vs, ks = [], [], []
             for n in range(num_samples):
                 vals = a_SxN[side_sets(keep_SxN, t, n)[side], n]
-                mus.append(vals.mean())
+                mus.append(vals.mean() if len(vals) else np.nan)  # k = 0: no fit, NaN score
                 vs.append(vals.var(ddof=1) if len(vals) > 1 else 0.0)
                 ks.append(len(vals))
             mus, vs, ks = map(np.array, (mus, vs, ks))
             if variance == "fixed":
-                vs = np.full_like(vs, np.sum((ks - 1) * vs) / np.sum(ks - 1))
-            vs = np.maximum(vs, 1e-12 * (vs.mean() + 1e-300))
+                w = np.maximum(ks - 1, 0)
+                vs = np.full_like(vs, np.sum(w * vs) / max(np.sum(w), 1))
+            vs = np.maximum(vs, 1e-12 * (vs[ks > 0].mean() + 1e-300))
             fit[side] = (mus, np.sqrt(vs * (1 + 1 / ks)))
         a = a_SxN[t]
         if mode == "online":

@@ -213,6 +213,35 @@ def test_lira_under_unequal_counts_matches_a_target_only_refit(monkeypatch, mode
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["online", "offline"])
+@pytest.mark.parametrize("variance", ["per_sample", "fixed"])
+def test_a_sample_without_shadows_on_a_side_leaves_the_others_scores_finite(
+    monkeypatch, mode, variance
+):
+    # Under poisson membership a sample can lose its only IN (or OUT) shadow to the
+    # target. Its score is undefined (NaN), but it once made the pooled variance and
+    # the variance floor NaN, and with them every score of that target.
+    rng = np.random.default_rng(3)
+    keep_SxN = _unequal_keep(3)
+    keep_SxN[:, 0] = False
+    keep_SxN[4, 0] = True  # sample 0: one IN model (4), so target 4 has no IN shadow for it
+    keep_SxN[:, 1] = True
+    keep_SxN[7, 1] = False  # sample 1: one OUT model (7)
+    x = rng.normal(size=(10, 12, 4))
+    with np.errstate(divide="ignore"):  # 1/k at k = 0
+        got = ATTACKS.get("lira")(
+            AttackInputs({"logit": x}, keep_SxN), np.arange(10), mode=mode, variance=variance
+        ).scores_TxN
+        monkeypatch.setattr(ref, "side_sets", _target_only)
+        want = ref.lira(x, keep_SxN, None, np.arange(10), mode, variance, "one_sided", 1.0)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)  # NaN where both are NaN
+    undefined = np.zeros_like(got, dtype=bool)
+    if mode == "online":
+        undefined[4, 0] = True
+    undefined[7, 1] = True
+    assert np.array_equal(np.isnan(got), undefined)
+
+
 @pytest.mark.parametrize("cov,marginal", MODELS)
 def test_seq_under_unequal_counts_matches_a_target_only_refit(monkeypatch, cov, marginal):
     rng = np.random.default_rng(1)

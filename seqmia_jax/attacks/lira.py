@@ -92,12 +92,17 @@ def _log_normal(x, mu, var):
 
 
 def _pooled_var(var_N, k_N):
-    return jnp.sum((k_N - 1.0) * var_N) / jnp.maximum(jnp.sum(k_N - 1.0), 1.0)
+    # A sample with no shadow on a side (k=0, possible under poisson membership)
+    # has no moments; it must not poison every other sample's pooled variance.
+    w_N = jnp.maximum(k_N - 1.0, 0.0)
+    return jnp.sum(jnp.where(w_N > 0, w_N * var_N, 0.0)) / jnp.maximum(jnp.sum(w_N), 1.0)
 
 
-def _floor(var):
+def _floor(var, k_N):
     # A side with a single shadow (k=1) has no variance estimate; keep it finite.
-    scale = jnp.mean(var) + 1e-300
+    # Samples without any shadow (k=0: NaN moments, NaN scores) stay out of the scale.
+    has_N = k_N >= 1
+    scale = jnp.sum(jnp.where(has_N, var, 0.0)) / jnp.maximum(jnp.sum(has_N), 1) + 1e-300
     return jnp.maximum(var, 1e-12 * scale)
 
 
@@ -115,7 +120,7 @@ def _lira_scores(mode, variance, offline_test, direction, side, center_N, a_TxN,
             mu, var, k = mom.mu_NxL[:, 0], mom.var_NxL[:, 0], mom.k_N
             if variance == "fixed":
                 var = jnp.full_like(var, _pooled_var(var, k))
-            fit[name] = (mu, _floor(var) * (1.0 + 1.0 / k))
+            fit[name] = (mu, _floor(var, k) * (1.0 + 1.0 / k))
         if mode == "online":
             return _log_normal(a, *fit["in"]) - _log_normal(a, *fit["out"])
         if offline_test == "one_sided":
