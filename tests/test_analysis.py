@@ -1,8 +1,11 @@
 """The diagnostics of docs/study.md recover structure planted in synthetic statistics."""
 
 import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
 
 from seqmia_jax import analysis, membership
+from seqmia_jax.attacks import ATTACKS, AttackInputs
 from tests.synthetic import balanced_keep, gaussian_stats
 
 
@@ -157,3 +160,44 @@ def test_secret_positions_find_a_shift_planted_on_the_secret_alone():
     # And the whole-sequence ceiling says per-token weighting gains over the mean.
     whole = analysis.per_token_ceiling(x, keep_SxN)["tpr_at_0.001"]
     assert whole["per_token_shrunk"] > 1.5 * whole["mean_shrunk"]
+
+
+def _secrets_like(rng, carrier_shift, num_models=8, num_samples=200, length=8):
+    """Stats with a strong shift at the last 2 (secret) positions and ``carrier_shift`` elsewhere."""
+    keep = membership.make_membership(num_models, num_samples, int(rng.integers(1 << 30)))
+    secret_NxL = np.zeros((num_samples, length), bool)
+    secret_NxL[:, -2:] = True
+    drop_NxL = np.where(secret_NxL, 2.0, carrier_shift)
+    x = gaussian_stats(rng, num_models, num_samples, length, drop_NxL=drop_NxL, keep_SxN=keep)
+    return x, keep, secret_NxL
+
+
+def test_carrier_relabel_null_sees_no_signal_where_only_the_secret_moves():
+    rng = np.random.default_rng(11)
+    x, keep, secret_NxL = _secrets_like(rng, 0.0)
+    got = analysis.carrier_relabel_null(x, keep, secret_NxL, num_relabels=19)
+    # The true AUC is the attack's own, on the carrier positions only.
+    inputs = AttackInputs(stats={"logit": x}, keep_SxN=keep, mask_NxL=~secret_NxL)
+    scores = ATTACKS.get("lira")(inputs, np.arange(8), variance="fixed").scores_TxN
+    assert got["auc"] == pytest.approx(roc_auc_score(keep.ravel(), scores.ravel()), abs=1e-12)
+    # The secret's shift (2 sd, which the whole sequence would show) does not leak in.
+    assert got["p_two_sided"] > 0.1 and abs(got["auc"] - 0.5) < 3 * got["null_sd"], got
+    assert got["num_null_below"] + got["num_null_above"] >= 19
+
+
+def test_carrier_relabel_null_flags_a_carrier_shift():
+    rng = np.random.default_rng(12)
+    x, keep, secret_NxL = _secrets_like(rng, 0.3)
+    got = analysis.carrier_relabel_null(x, keep, secret_NxL, num_relabels=19)
+    assert got["num_null_below"] == 19 and got["num_null_above"] == 0, got
+    assert got["p_two_sided"] == pytest.approx(2 / 20) and got["auc"] > got["null_mean"]
+
+
+def test_carrier_relabel_null_redraws_poisson_membership_for_poisson_designs():
+    rng = np.random.default_rng(13)
+    keep = membership.make_poisson_membership(10, 150, 5)
+    x = gaussian_stats(rng, 10, 150, 6)
+    secret_NxL = np.zeros((150, 6), bool)
+    secret_NxL[:, -1] = True
+    got = analysis.carrier_relabel_null(x, keep, secret_NxL, num_relabels=9)
+    assert abs(got["null_mean"] - 0.5) < 0.03 and got["p_two_sided"] > 0.1, got
