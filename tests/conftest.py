@@ -2,8 +2,8 @@
 
 A persistent compilation cache (one per pytest-xdist worker) lets the many
 tiny runs in the suite share compiled programs instead of recompiling
-identical ones. Implicit rank
-promotion in jax.numpy is an error, so every broadcast says which axes it adds.
+identical ones. Implicit rank promotion in jax.numpy is an error, so every
+broadcast says which axes it adds.
 """
 
 import os
@@ -11,7 +11,8 @@ import tempfile
 
 # The suite's programs are tiny, so compiling them costs more than running them:
 # LLVM at -O0 (XLA's HLO passes still run) about halves a cold run, and every
-# reference and golden value still holds. Subprocesses that tests start inherit both flags.
+# reference and golden value still holds. Subprocesses that tests start
+# inherit both flags.
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "")
     + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
